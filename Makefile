@@ -1,0 +1,36 @@
+# Two commands do all of the set-up on a fresh machine:
+#   make run    creates .venv on first use, runs a small campaign on the embedded
+#               offline model, and exports its elites
+#   make test   creates .venv on first use, runs ruff, mypy and the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN := quickstart-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: setup run test lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: the CPU build; any other spec pulls CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	# llama-cpp-python builds from source; skipping LLaVA halves the build.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/pip install -q -e '.[local,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/qdsearch run experiments/quickstart.toml --name $(RUN)
+	$(BIN)/qdsearch export archives/$(RUN) --format jsonl
+
+lint: $(STAMP)
+	$(BIN)/ruff check qdsearch tests experiments
+	$(BIN)/mypy qdsearch
+
+test: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) *.egg-info

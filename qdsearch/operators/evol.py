@@ -1,0 +1,166 @@
+"""Evol-Instruct style mutation operators, as data.
+
+An operator never calls a model: it *renders* the messages asking a model to evolve
+a parent instruction, and *parses* the model's reply into a child instruction. The
+reply is requested as a JSON object ``{"instruction": str, "input": str}`` so
+parsing is strict on every endpoint.
+
+Adding an operator is one :class:`PromptOperator` entry in :data:`EVOL_OPERATORS`
+(or one registered in :mod:`qdsearch.operators`); nothing dispatches on names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qdsearch.operators.elimination import check_instruction
+from qdsearch.types import Sample
+
+__all__ = ["CHILD_SCHEMA", "EVOL_OPERATORS", "OperatorReject", "PromptOperator", "parse_json_object"]
+
+CHILD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "instruction": {"type": "string"},
+        "input": {"type": "string"},
+    },
+    "required": ["instruction", "input"],
+}
+
+
+class OperatorReject(ValueError):
+    """The model's reply yields no acceptable child. ``reason`` is a short slug."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """Parses a reply that must be one JSON object (optionally in a code fence).
+
+    Raises:
+        OperatorReject: ``not_json`` / ``not_object``.
+    """
+    t = text.strip()
+    m = _FENCE.match(t)
+    if m:
+        t = m.group(1)
+    try:
+        obj = json.loads(t)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise OperatorReject("not_json", f"{e.msg if hasattr(e, 'msg') else e} in {t[:80]!r}") from None
+    if not isinstance(obj, dict):
+        raise OperatorReject("not_object", f"got {type(obj).__name__}")
+    return obj
+
+
+_SYSTEM = (
+    "You rewrite tasks for a dataset of instructions used to train AI assistants. "
+    'You always answer with one JSON object with the keys "instruction" (the new task, '
+    'self-contained, readable by a person) and "input" (extra material the task refers to, '
+    "or an empty string). Never answer the task itself, never mention that it was rewritten."
+)
+
+
+@dataclass(frozen=True)
+class PromptOperator:
+    """A mutation operator defined by a prompt.
+
+    Attributes:
+        name: the operator's name in configs and logs.
+        directive: what to do to the parent task (one short paragraph).
+        n_examples: how many other elites to show as in-context examples (in-breadth
+            operators use them to stay in domain without copying).
+        keep_input: whether the parent's input is shown and may be kept.
+    """
+
+    name: str
+    directive: str
+    n_examples: int = 0
+    keep_input: bool = True
+
+    def render(self, parent: Sample, others: Sequence[Sample], rng: np.random.Generator) -> list[dict[str, str]]:
+        """Messages asking a model to evolve ``parent``.
+
+        Args:
+            parent: the sample to mutate.
+            others: elites from other cells (in-context examples when ``n_examples``).
+            rng: randomness for choosing examples.
+        """
+        task: dict[str, str] = {"instruction": parent.instruction}
+        if self.keep_input:
+            task["input"] = parent.input
+        parts = [self.directive, "", "The task to rewrite, as JSON:", json.dumps(task, ensure_ascii=False)]
+        if self.n_examples and others:
+            k = min(self.n_examples, len(others))
+            picks = rng.choice(len(others), size=k, replace=False)
+            parts += ["", "Other tasks already in the dataset (do not copy them):"]
+            parts += [f"- {others[int(i)].instruction}" for i in picks]
+        parts += ["", 'Answer with JSON only: {"instruction": "...", "input": "..."}']
+        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(parts)}]
+
+    def parse(self, text: str, parent: Sample) -> tuple[str, str]:
+        """The child's (instruction, input) from the model's reply.
+
+        Raises:
+            OperatorReject: unparsable reply, or an elimination rule fired.
+        """
+        obj = parse_json_object(text)
+        instr = obj.get("instruction")
+        inp = obj.get("input", "")
+        if not isinstance(instr, str):
+            raise OperatorReject("missing_instruction", f"'instruction' is {type(instr).__name__}")
+        if not isinstance(inp, str):
+            inp = json.dumps(inp, ensure_ascii=False) if inp is not None else ""
+        instr, inp = instr.strip(), inp.strip()
+        reason = check_instruction(f"{instr}\n{inp}", parent.prompt_text())
+        if reason:
+            raise OperatorReject(reason)
+        return instr, inp
+
+
+EVOL_OPERATORS: tuple[PromptOperator, ...] = (
+    PromptOperator(
+        "add_constraints",
+        "Make the task harder by adding one or two concrete requirements or constraints "
+        "(format, length, audience, things to include or avoid). Add at most 10 to 20 words.",
+    ),
+    PromptOperator(
+        "deepen",
+        "Make the task ask for more depth: where it touches a topic superficially, ask for "
+        "the underlying reasons, trade-offs or edge cases. Keep it one coherent task.",
+    ),
+    PromptOperator(
+        "concretize",
+        "Replace general concepts in the task with specific, concrete ones (a named situation, "
+        "real quantities, a particular domain), so the task becomes more specific.",
+    ),
+    PromptOperator(
+        "increase_reasoning",
+        "Rewrite the task so that solving it clearly needs several explicit steps of reasoning, "
+        "and ask for those steps to be shown. If it is already multi-step, add one more step.",
+    ),
+    PromptOperator(
+        "complicate_input",
+        'Give the task a richer input to work on: add or extend the "input" field with data, '
+        "code, a table or a passage the instruction must use, and adjust the instruction to it.",
+    ),
+    PromptOperator(
+        "in_breadth",
+        "Invent a brand-new task in the same broad domain as the given one but about a rarer, "
+        "less common topic. It must be of similar length and difficulty and not a paraphrase.",
+        n_examples=3,
+        keep_input=False,
+    ),
+)

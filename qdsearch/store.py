@@ -1,0 +1,274 @@
+"""A campaign's folder on disk: config, frozen descriptor spaces, event log, snapshots.
+
+Layout of ``archives/<run>/``::
+
+    config.toml        the campaign config as run (no secrets: keys live in env vars)
+    projection.npz     the frozen topic projection
+    centroids.npy      CVT centroids (CVT archives only)
+    events.jsonl       append-only log of every seed and child, accepted or not
+    elites.parquet     latest atomic snapshot of the archive's elites
+    state.json         counters at the latest snapshot
+    stats.csv          one row per step (QD-score, coverage, calls, tokens...)
+
+The event log is the source of truth: the archive and counters are rebuilt by
+replaying it. A torn last line (a crash mid-write) is dropped and cut off on resume;
+any other malformed line is an error naming its line number. Every other file is
+written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from qdsearch.config import CampaignConfig, load_config, to_dict
+from qdsearch.descriptors.topic import TopicProjection
+
+__all__ = ["RunStore", "StoreError", "atomic_write", "dumps_toml"]
+
+
+class StoreError(RuntimeError):
+    """A run folder cannot be created, opened or read; the message names the path."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
+    """TOML text for a two-level table of config sections."""
+    out: list[str] = []
+    for section, table in data.items():
+        out.append(f"[{section}]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+class RunStore:
+    """One campaign folder. Holds an exclusive lock while open for writing."""
+
+    def __init__(self, path: Path, cfg: CampaignConfig) -> None:
+        self.path = path
+        self.cfg = cfg
+        self._lock: BinaryIO | None = None
+        self._events: BinaryIO | None = None
+        self._since_sync = 0
+
+    # ------------------------------------------------------------------ open/create
+    @classmethod
+    def create(cls, cfg: CampaignConfig, root: str | Path | None = None) -> RunStore:
+        """Creates ``<root>/<cfg.run.name>/`` and writes the config.
+
+        Raises:
+            StoreError: the folder exists already (resume it instead), or the parent
+                folder cannot be written.
+        """
+        base = Path(root if root is not None else cfg.run.out_dir)
+        path = base / cfg.run.name
+        if path.exists() and any(path.iterdir()):
+            raise StoreError(
+                f"{path}: run folder exists already; resume it with `qdsearch resume {path}` or pick another run.name"
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(f"{path}: cannot create run folder ({e.strerror or e})") from None
+        store = cls(path, cfg)
+        store._acquire()
+        atomic_write(path / "config.toml", dumps_toml(to_dict(cfg)).encode())
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, *, write: bool = True) -> RunStore:
+        """Opens an existing run folder (for resume, export, stats).
+
+        Raises:
+            StoreError: not a run folder, or another process holds it.
+        """
+        p = Path(path)
+        if not (p / "config.toml").is_file():
+            raise StoreError(f"{p}: not a qdsearch run folder (no config.toml)")
+        store = cls(p, load_config(p / "config.toml"))
+        if write:
+            store._acquire()
+        return store
+
+    def _acquire(self) -> None:
+        f = open(self.path / ".lock", "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise StoreError(f"{self.path}: another qdsearch process is running this campaign") from None
+        self._lock = f
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.flush()
+            os.fsync(self._events.fileno())
+            self._events.close()
+            self._events = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ frozen spaces
+    def save_projection(self, proj: TopicProjection, centroids: np.ndarray | None = None) -> None:
+        if centroids is not None:
+            buf = _npy_bytes(centroids)
+            atomic_write(self.path / "centroids.npy", buf)
+        fd, tmp = tempfile.mkstemp(suffix=".npz")
+        os.close(fd)
+        try:
+            proj.save(tmp)
+            atomic_write(self.path / "projection.npz", Path(tmp).read_bytes())
+        finally:
+            os.unlink(tmp)
+
+    def load_projection(self) -> tuple[TopicProjection, np.ndarray | None] | None:
+        """The saved (projection, centroids), or None before the seed phase finished."""
+        p = self.path / "projection.npz"
+        if not p.is_file():
+            return None
+        c = self.path / "centroids.npy"
+        return TopicProjection.load(p), (np.load(c) if c.is_file() else None)
+
+    # ------------------------------------------------------------------ event log
+    def _events_file(self) -> BinaryIO:
+        if self._events is None:
+            self._events = open(self.path / "events.jsonl", "ab")  # noqa: SIM115
+        return self._events
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Appends one event as a JSON line; written through to the OS at once."""
+        f = self._events_file()
+        f.write(json.dumps(event, ensure_ascii=False, allow_nan=False).encode() + b"\n")
+        f.flush()
+        self._since_sync += 1
+        if self._since_sync >= 64:
+            os.fsync(f.fileno())
+            self._since_sync = 0
+
+    def events(self, *, repair: bool = False) -> Iterator[dict[str, Any]]:
+        """Yields the logged events in order.
+
+        A torn last line (no newline, or unparsable) is skipped; with ``repair`` it
+        is also cut off the file so later appends start on a clean line.
+
+        Raises:
+            StoreError: a malformed line before the last one (names the line).
+        """
+        p = self.path / "events.jsonl"
+        if not p.is_file():
+            return
+        data = p.read_bytes()
+        lines = data.split(b"\n")
+        # The last element follows the last newline: non-empty means a torn write.
+        last_full = len(lines) - 2
+        while last_full >= 0 and not lines[last_full].strip():
+            last_full -= 1
+        good_end = 0
+        pos = 0
+        for no, line in enumerate(lines[:-1], 1):
+            pos += len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+                if not isinstance(ev, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                if no - 1 == last_full:  # a torn final record
+                    break
+                raise StoreError(f"{p}:{no}: malformed event record") from None
+            good_end = pos
+            yield ev
+        if repair and good_end < len(data):
+            with open(p, "r+b") as f:
+                f.truncate(good_end)
+
+    # ------------------------------------------------------------------ snapshots, stats
+    def snapshot(self, elites: pd.DataFrame, state: dict[str, Any]) -> None:
+        """Atomically writes the elites (parquet) and the counters (JSON)."""
+        if self._events is not None:
+            os.fsync(self._events.fileno())
+        atomic_write(self.path / "elites.parquet", elites.to_parquet(index=False))
+        atomic_write(self.path / "state.json", json.dumps(state, indent=2, sort_keys=True).encode())
+
+    def append_stats(self, row: dict[str, Any]) -> None:
+        p = self.path / "stats.csv"
+        new = not p.exists()
+        with open(p, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def read_stats(self) -> pd.DataFrame:
+        p = self.path / "stats.csv"
+        return pd.read_csv(p) if p.is_file() else pd.DataFrame()
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()

@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from qdsearch.campaign import CampaignError
     from qdsearch.seeds import SeedError
     from qdsearch.store import StoreError
 
@@ -260,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except (ConfigError, SeedError, StoreError, UserError, FileNotFoundError) as e:
+    except (ConfigError, SeedError, StoreError, CampaignError, UserError, FileNotFoundError, ValueError) as e:
         print(f"qdsearch: error: {e}", file=sys.stderr)
         return 2
 

@@ -93,7 +93,7 @@ async def _judge(
                 tag=f"judge_{aspect}" if aspect != "both" else "judge",
                 json_schema=VERDICT_SCHEMA[aspect],
                 temperature=0.0,
-                max_tokens=200,
+                max_tokens=256,
             )
             calls.append(_rec(comp.record))
             try:

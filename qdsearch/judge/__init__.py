@@ -32,7 +32,7 @@ class JudgeReject(ValueError):
 
 
 def _schema(aspect: Aspect) -> dict[str, Any]:
-    props: dict[str, Any] = {"reason": {"type": "string"}}
+    props: dict[str, Any] = {"reason": {"type": "string", "maxLength": 200}}
     if aspect in ("both", "quality"):
         props["quality"] = {"type": "integer", "minimum": 1, "maximum": 10}
     if aspect in ("both", "complexity"):

@@ -10,6 +10,7 @@ server, and an accounting record for every call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import os
 import random
@@ -194,10 +195,8 @@ class LLMClient:
     def _openai(self) -> openai.AsyncOpenAI:
         if self._client is None:
             kwargs: dict[str, Any] = {}
-            try:
+            with contextlib.suppress(AttributeError, RuntimeError):  # openai without the aiohttp extra
                 kwargs["http_client"] = openai.DefaultAioHttpClient(timeout=self.cfg.timeout_s)
-            except (AttributeError, RuntimeError):  # openai without the aiohttp extra
-                pass
             self._client = openai.AsyncOpenAI(
                 base_url=self.cfg.base_url,
                 api_key=os.environ.get(self.cfg.api_key_env) or "EMPTY",
@@ -391,7 +390,7 @@ class LLMClient:
         data = sorted(resp.data, key=lambda d: d.index)
         arr = np.asarray([d.embedding for d in data], dtype=np.float32)
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
-        arr = arr / np.where(norms == 0, 1.0, norms)
+        arr = (arr / np.where(norms == 0, 1.0, norms)).astype(np.float32)
         p_in = int(getattr(resp.usage, "prompt_tokens", 0) or 0)
         self._finish(
             CallRecord("embed", model or self.cfg.model, p_in, 0, time.perf_counter() - start, attempts, "ok",

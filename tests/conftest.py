@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
+    """A factory of started fake OpenAI servers, all stopped at teardown."""
+    servers: list[FakeOpenAI] = []
+
+    def make(responder: Any = None, **kw: Any) -> FakeOpenAI:
+        srv = FakeOpenAI(responder, **kw).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for s in servers:
+        s.stop()

@@ -204,3 +204,54 @@ def test_kill_and_resume(fake_openai: Any, tmp_path: Path) -> None:
     for f in run_dir.rglob("*"):
         if f.is_file():
             assert canary.encode() not in f.read_bytes(), f"API key leaked into {f}"
+
+
+def test_cvt_archive_and_separate_complexity_call(fake_openai: Any, tmp_path: Path) -> None:
+    fake = fake_openai(world)
+    cfg = from_dict(
+        config_dict(
+            fake.base_url,
+            tmp_path,
+            archive={"kind": "cvt", "cvt_cells": 20, "topic_dims": 3},
+            judge={"complexity": "separate"},
+            budget={"max_children": 10},
+        )
+    )
+    campaign, store = run_campaign(cfg)
+    events = list(store.events())
+    centroids = np.load(store.path / "centroids.npy")
+    store.close()
+    assert centroids.shape == (20, 4)
+    judged = [e for e in events if e.get("status") == "accepted"]
+    assert judged
+    # Two judge calls per judged sample: one for quality, one for complexity.
+    tags = [c["tag"] for e in judged for c in e["calls"]]
+    assert tags.count("judge_quality") == len(judged) == tags.count("judge_complexity")
+    fresh = make_archive(cfg.archive, centroids)
+    replay(events, fresh)
+    assert campaign.archive is not None
+    assert elites_frame(fresh).equals(elites_frame(campaign.archive))
+
+
+def test_sigint_stops_cleanly(fake_openai: Any, tmp_path: Path) -> None:
+    fake = fake_openai(world, latency_s=0.05)
+    d = config_dict(fake.base_url, tmp_path, budget={"max_children": 500})
+    cfg_path = tmp_path / "cfg.toml"
+    cfg_path.write_text(dumps_toml(d))
+    run_dir = tmp_path / "archives" / "t"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qdsearch.cli", "run", str(cfg_path), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while _child_lines(run_dir / "events.jsonl") < 5 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"stopped by user" in out
+    state = json.loads((run_dir / "state.json").read_text())
+    n_children = sum(json.loads(x).get("type") == "child" for x in (run_dir / "events.jsonl").read_text().splitlines())
+    assert state["stop_reason"] == "stopped by user"
+    assert state["children"] == n_children < 500

@@ -27,6 +27,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check qdsearch tests experiments
+	$(BIN)/ruff format --check qdsearch tests
 	$(BIN)/mypy qdsearch
 
 test: lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[endpoint\nmodel = 1")
-    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
         load_config(bad)
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[runtime]\nworkers = 0\n")
@@ -70,7 +71,5 @@ _fields = st.sampled_from(["name", "concurrency", "timeout_s", "kind", "names", 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(_keys, st.dictionaries(_fields, _values, max_size=3) | _values, max_size=3))
 def test_from_dict_only_raises_config_error(data: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(ConfigError):
         assert isinstance(from_dict(data), CampaignConfig)
-    except ConfigError:
-        pass

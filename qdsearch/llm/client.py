@@ -382,7 +382,9 @@ class LLMClient:
                 retryable = status is None or status in _RETRYABLE_STATUS or status >= 500
                 if not retryable or attempts > self.cfg.max_retries:
                     outcome = f"http_{status}" if status else "timeout"
-                    rec = CallRecord("embed", model or self.cfg.model, 0, 0, time.perf_counter() - start, attempts, outcome)
+                    rec = CallRecord(
+                        "embed", model or self.cfg.model, 0, 0, time.perf_counter() - start, attempts, outcome
+                    )
                     self._finish(rec)
                     raise LLMError(f"embedding request to {self.cfg.base_url} failed: {e}", rec) from None
                 hint = retry_after_s(e.response.headers) if isinstance(e, openai.APIStatusError) else None
@@ -393,7 +395,15 @@ class LLMClient:
         arr = (arr / np.where(norms == 0, 1.0, norms)).astype(np.float32)
         p_in = int(getattr(resp.usage, "prompt_tokens", 0) or 0)
         self._finish(
-            CallRecord("embed", model or self.cfg.model, p_in, 0, time.perf_counter() - start, attempts, "ok",
-                       cost_usd=self._price(p_in, 0))
+            CallRecord(
+                "embed",
+                model or self.cfg.model,
+                p_in,
+                0,
+                time.perf_counter() - start,
+                attempts,
+                "ok",
+                cost_usd=self._price(p_in, 0),
+            )
         )
         return arr

@@ -52,8 +52,9 @@ class Counters:
     """Totals over a campaign's event log; continue across resumes."""
 
     seeds: int = 0
+    seeds_accepted: int = 0
     children: int = 0
-    accepted: int = 0
+    accepted: int = 0  # children accepted by the judge
     new_cells: int = 0
     improvements: int = 0
     calls: int = 0
@@ -79,7 +80,10 @@ class Counters:
             self.children += 1
             self.next_child = max(self.next_child, int(ev["id"][1:]) + 1)
         if ev["status"] == "accepted":
-            self.accepted += 1
+            if ev["type"] == "seed":
+                self.seeds_accepted += 1
+            else:
+                self.accepted += 1
             self.new_cells += ev["add_status"] == "new"
             self.improvements += ev["add_status"] == "improved"
         else:

@@ -136,7 +136,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
             asyncio.run(runtime.close())
     if st is not None:
         print(
-            f"{store.path}: {campaign.stop_reason}; children={st.children} accepted={st.accepted} elites={st.elites} "
+            f"{store.path}: {campaign.stop_reason}; seeds={campaign.counters.seeds} children={st.children} judged={st.accepted} elites={st.elites} "
             f"coverage={st.coverage:.3f} qd_score={st.qd_score:.1f} best={st.best_quality:.1f} "
             f"calls={st.calls} tokens={st.tokens} cost=${st.cost_usd:.4f} session={time.monotonic() - t0:.1f}s"
         )

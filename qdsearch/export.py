@@ -84,7 +84,7 @@ sentence embeddings.
 
 - Records: {n} ({fmt}){f", quality >= {min_quality}" if min_quality is not None else ""}
 - Archive: {cfg.archive.kind}, {info["cells"]} cells, {info["elites"]} elites, coverage {info["coverage"]:.3f}, QD-score {info["qd_score"]:.1f}
-- Seeds: {info["seeds"]}; children evaluated: {info["children"]}, accepted by the judge: {info["accepted"]}
+- Seeds: {info["seeds"]} ({info["seeds_accepted"]} judged); children evaluated: {info["children"]}, judged: {info["accepted"]}
 - Operators: {ops}
 - LLM calls: {info["calls"]}, tokens: {info["prompt_tokens"] + info["completion_tokens"]}, cost: ${info["cost_usd"]:.4f}
 - Model: {cfg.endpoint.model or "embedded SmolLM2-135M-Instruct (offline demo model)"}

@@ -89,8 +89,8 @@ def _obj(value: Any) -> np.ndarray:
 
 def add_sample(
     archive: ArchiveBase, sample: Sample, quality: float, measures: np.ndarray, complexity: float
-) -> tuple[str, int]:
-    """Adds one sample; returns (``"new"|"improved"|"not_added"``, cell index).
+) -> tuple[str, int, float]:
+    """Adds one sample; returns (``"new"|"improved"|"not_added"``, cell index, QD-score gain).
 
     Raises:
         ValueError: non-finite quality or measures (failed judgements are never added).
@@ -111,7 +111,8 @@ def add_sample(
         complexity=np.array([float(complexity)]),
     )
     cell = int(archive.index_of(m)[0])  # type: ignore[attr-defined]
-    return ADD_STATUS[int(res["status"][0])], cell
+    status = ADD_STATUS[int(res["status"][0])]
+    return status, cell, (float(res["value"][0]) if status != "not_added" else 0.0)
 
 
 def elites_frame(archive: ArchiveBase) -> pd.DataFrame:

@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 from ribs.archives import ArchiveBase
 
-from qdsearch.archive import add_sample, elites_frame, make_archive, make_centroids
+from qdsearch.archive import add_sample, elites_frame, make_archive, make_centroids, measure_ranges
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder
 from qdsearch.descriptors.topic import TopicProjection
+from qdsearch.operators import registry, resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import Runtime
+from qdsearch.selection import make_selector, reward
 from qdsearch.types import Candidate, Sample
 
 __all__ = ["Campaign", "CampaignError", "Counters", "Sink", "StepStats", "replay"]
@@ -147,13 +149,23 @@ def replay(events: Iterable[dict[str, Any]], archive: ArchiveBase) -> tuple[Coun
     for ev in events:
         counters.update(ev)
         if ev.get("type") in ("seed", "child") and ev["status"] == "accepted":
-            status, _ = add_sample(archive, sample_of(ev), ev["quality"], np.asarray(ev["measures"]), ev["complexity"])
+            status, _, _ = add_sample(
+                archive, sample_of(ev), ev["quality"], np.asarray(ev["measures"]), ev["complexity"]
+            )
             if status != ev["add_status"]:
                 mismatches.append(ev["id"])
     return counters, mismatches
 
 
-def _event(kind: str, cand: Candidate, measures: Sequence[float] | None, add_status: str, cell: int) -> dict[str, Any]:
+def _event(
+    kind: str,
+    cand: Candidate,
+    measures: Sequence[float] | None,
+    add_status: str,
+    cell: int,
+    gain: float = 0.0,
+    selection: str = "",
+) -> dict[str, Any]:
     s, j = cand.sample, cand.judgement
     return {
         "type": kind,
@@ -164,7 +176,7 @@ def _event(kind: str, cand: Candidate, measures: Sequence[float] | None, add_sta
         "instruction": s.instruction,
         "input": s.input,
         "response": s.response,
-        "status": "accepted" if j is not None else "rejected",
+        "status": "rejected" if cand.reject or j is None else "accepted",
         "reject": cand.reject,
         "detail": cand.detail,
         "quality": j.quality if j else None,
@@ -173,6 +185,8 @@ def _event(kind: str, cand: Candidate, measures: Sequence[float] | None, add_sta
         "measures": [float(x) for x in measures] if measures is not None else None,
         "add_status": add_status,
         "cell": cell,
+        "gain": gain,
+        "selection": selection,
         "tokens": cand.tokens,
         "cost_usd": cand.cost_usd,
         "calls": list(cand.calls),
@@ -224,11 +238,16 @@ class Campaign:
         self._elites: dict[int, Sample] = {}
         self._in_flight = 0
         self._session_start = time.monotonic()
-        names = list(cfg.operators.names)
-        w = np.array([cfg.operators.weights.get(n, 1.0) for n in names], dtype=float)
-        if w.sum() <= 0:
-            raise CampaignError("operators.weights: all weights are zero")
-        self._op_names, self._op_p = names, w / w.sum()
+        self._measures: dict[int, np.ndarray] = {}
+        self._vecs: dict[str, np.ndarray] = {}  # embeddings of current elites, by id
+        self._selection: dict[str, str] = {}  # child id -> why its operator was chosen
+        self._parent_text: dict[str, str] = {}  # child id -> its parent's text (in flight)
+        ops = cfg.operators
+        try:
+            self.selector = make_selector(ops.names, ops.selection, ops.weights, ops.discount, ops.exploration)
+            self._operators = resolve(ops.names, registry(ops.custom))
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
         events = list(events)
         if frozen is not None:
             self.projection, self.centroids = frozen
@@ -236,7 +255,11 @@ class Campaign:
             self.counters, mismatches = replay(events, self.archive)
             if mismatches:
                 raise CampaignError(f"event log replay disagrees with logged add status for {mismatches[:5]}")
+            for ev in events:
+                if ev.get("type") == "child" and ev["operator"] in self.selector.names:
+                    self.selector.update(ev["operator"], reward(ev.get("gain", 0.0), ev["tokens"]))
             for _, row in elites_frame(self.archive).iterrows():
+                self._measures[int(row["cell"])] = np.asarray(row["measures"], dtype=float)
                 self._elites[int(row["cell"])] = Sample(
                     id=row["id"], instruction=row["instruction"], input=row["input"], response=row["response"],
                     parent_id=row["parent_id"], operator=row["operator"], generation=int(row["generation"]),
@@ -285,38 +308,123 @@ class Campaign:
 
     def _next_job(self) -> Job:
         cells = list(self._elites)
-        parent = self._elites[cells[int(self.rng.integers(len(cells)))]]
-        op = self._op_names[int(self.rng.choice(len(self._op_names), p=self._op_p))]
-        others_cells = [c for c in cells if self._elites[c].id != parent.id]
-        k = min(3, len(others_cells))
+        parent_cell = cells[int(self.rng.integers(len(cells)))]
+        parent = self._elites[parent_cell]
+        op, why = self.selector.choose(self.rng)
+        others_cells = [c for c in cells if c != parent_cell]
+        k = min(4, len(others_cells))
         picks: list[int] = self.rng.choice(len(others_cells), size=k, replace=False).tolist() if k else []
         others = tuple(self._elites[others_cells[int(i)]] for i in picks)
+        hint = self._direction(parent_cell) if op == "directional" else ""
         n = self.counters.next_child
         self.counters.next_child += 1
-        return Job(f"c{n:07d}", op, parent, others, seed=int(self.rng.integers(2**31)))
+        child_id = f"c{n:07d}"
+        self._selection[child_id] = why
+        self._parent_text[child_id] = parent.prompt_text()
+        return Job(child_id, op, parent, others, seed=int(self.rng.integers(2**31)), hint=hint)
+
+    def _direction(self, cell: int) -> str:
+        """A change moving the elite in ``cell`` toward an empty (else the weakest)
+        neighbouring cell, one bin along one measure axis."""
+        assert self.archive is not None
+        a = self.cfg.archive
+        lo = np.array([r[0] for r in measure_ranges(a)])
+        hi = np.array([r[1] for r in measure_ranges(a)])
+        bins = (
+            np.array([a.complexity_bins] + [a.topic_bins] * a.topic_dims, dtype=float)
+            if a.kind == "grid"
+            else np.full(1 + a.topic_dims, a.cvt_cells ** (1.0 / (1 + a.topic_dims)))
+        )
+        here = self._measures[cell]
+        options: list[tuple[bool, float, int, float, np.ndarray]] = []
+        for d in range(len(here)):
+            for sign in (1.0, -1.0):
+                t = here.copy()
+                t[d] = np.clip(t[d] + sign * (hi[d] - lo[d]) / bins[d], lo[d], hi[d])
+                tc = int(self.archive.index_of(t[None, :])[0])  # type: ignore[attr-defined]
+                if tc == cell:
+                    continue
+                q = float(self.archive.retrieve_single(t)[1]["objective"]) if tc in self._elites else -1.0
+                options.append((tc not in self._elites, -q, d, sign, t))
+        if not options:
+            return "make it clearly different in subject or difficulty."
+        empty = [o for o in options if o[0]]
+        pool = empty or [min(options, key=lambda o: -o[1])]
+        _, _, d, sign, target = pool[int(self.rng.integers(len(pool)))]
+        if d == 0:
+            return (
+                "make it noticeably more demanding (more constraints, steps or depth)."
+                if sign > 0
+                else "make it noticeably simpler and more accessible, with fewer requirements."
+            )
+        near = min(
+            (c for c in self._elites if c != cell),
+            key=lambda c: float(np.sum((self._measures[c][1:] - target[1:]) ** 2)),
+            default=None,
+        )
+        if near is None:
+            return "shift it to a neighbouring but different subject area."
+        return f"move its subject toward the subject of this other task: {self._elites[near].instruction!r}."
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self.embedder.embed, texts)
 
+    def _novelty_reject(self, cand: Candidate, vec: np.ndarray, parent_vec: np.ndarray | None) -> str:
+        limit = self.cfg.novelty.max_similarity
+        if limit >= 1.0 or cand.sample.operator == "seed":
+            return ""
+        if self._operators[cand.sample.operator].target == "response":
+            return ""  # same instruction by design; the response is what changed
+        if parent_vec is not None and float(vec @ parent_vec) >= limit:
+            return "near_duplicate_parent"
+        if self._vecs and float(np.max(np.stack(list(self._vecs.values())) @ vec)) >= limit:
+            return "near_duplicate_elite"
+        return ""
+
     async def _record(self, kind: str, cands: Sequence[Candidate]) -> None:
-        """Describes, adds and logs finished candidates, in order."""
+        """Describes, filters, adds and logs finished candidates, in order."""
         assert self.archive is not None and self.projection is not None
         ok = [c for c in cands if c.judgement is not None]
-        coords = self.projection.transform(await self._embed([c.sample.prompt_text() for c in ok])) if ok else None
+        # Parents displaced from the archive while their child was in flight have no
+        # cached vector: embed them with the batch.
+        missing = sorted(
+            {c.sample.parent_id for c in ok if c.sample.parent_id and c.sample.parent_id not in self._vecs}
+        )
+        parent_texts = [self._parent_text[c.sample.id] for c in ok if c.sample.parent_id in missing]
+        missing = [c.sample.parent_id for c in ok if c.sample.parent_id in missing]
+        texts = [c.sample.prompt_text() for c in ok] + parent_texts
+        vecs = await self._embed(texts) if texts else np.zeros((0, 0))
+        extra = dict(zip(missing, vecs[len(ok) :], strict=True))
+        coords = self.projection.transform(vecs[: len(ok)]) if ok else None
         k = 0
         for cand in cands:
+            why = self._selection.pop(cand.sample.id, "")
+            self._parent_text.pop(cand.sample.id, None)
             if cand.judgement is None:
-                ev = _event(kind, cand, None, "", -1)
+                ev = _event(kind, cand, None, "", -1, selection=why)
             else:
                 assert coords is not None
-                measures = np.concatenate([[cand.judgement.complexity], coords[k]])
+                j = cand.judgement
+                vec = vecs[k]
+                measures = np.concatenate([[j.complexity], coords[k]])
                 k += 1
-                status, cell = add_sample(
-                    self.archive, cand.sample, cand.judgement.quality, measures, cand.judgement.complexity
-                )
-                if status != "not_added":
-                    self._elites[cell] = cand.sample
-                ev = _event(kind, cand, measures.tolist(), status, cell)
+                pid = cand.sample.parent_id
+                reason = self._novelty_reject(cand, vec, self._vecs.get(pid, extra.get(pid)))
+                if reason:
+                    cand = dataclasses.replace(cand, reject=reason)
+                    ev = _event(kind, cand, measures.tolist(), "", -1, selection=why)
+                else:
+                    status, cell, gain = add_sample(self.archive, cand.sample, j.quality, measures, j.complexity)
+                    if status != "not_added":
+                        old = self._elites.get(cell)
+                        if old is not None:
+                            self._vecs.pop(old.id, None)
+                        self._elites[cell] = cand.sample
+                        self._measures[cell] = measures
+                        self._vecs[cand.sample.id] = vec
+                    ev = _event(kind, cand, measures.tolist(), status, cell, gain, why)
+            if kind == "child" and cand.sample.operator in self.selector.names:
+                self.selector.update(cand.sample.operator, reward(ev["gain"], ev["tokens"]))
             self.sink.append(ev)
             self.counters.update(ev)
 
@@ -367,6 +475,10 @@ class Campaign:
         try:
             if self.archive is None:
                 await self._seed_phase()
+            elif not self._vecs and self.cfg.novelty.max_similarity < 1.0:
+                ids = list(self._elites.values())
+                vecs = await self._embed([s.prompt_text() for s in ids])
+                self._vecs = {s.id: v for s, v in zip(ids, vecs, strict=True)}
             await self._loop()
         finally:
             if self.archive is not None:

@@ -12,6 +12,7 @@ holding its API key (``api_key_env``); the key itself is read at call time by
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -24,10 +25,12 @@ __all__ = [
     "BudgetConfig",
     "CampaignConfig",
     "ConfigError",
+    "CustomOperatorConfig",
     "EmbeddingConfig",
     "EndpointConfig",
     "JudgeConfig",
     "LocalModelConfig",
+    "NoveltyConfig",
     "OperatorsConfig",
     "RunConfig",
     "RuntimeConfig",
@@ -194,6 +197,31 @@ class JudgeConfig:
 
 
 @dataclass(frozen=True)
+class CustomOperatorConfig:
+    """A user-defined operator: a name and a prompt template file, no code.
+
+    The template may use ``{instruction}``, ``{input}``, ``{response}`` (the
+    parent's) and ``{examples}`` (instructions of elites from other cells, one per
+    line). ``target = "instruction"`` makes a new instruction (the model answers
+    JSON ``{"instruction", "input"}``); ``target = "response"`` makes a new
+    response to the parent's instruction (the model answers with the text).
+    """
+
+    name: str = ""
+    template: str = ""
+    target: Literal["instruction", "response"] = "instruction"
+    n_examples: int = 0
+
+    def validate(self, key: str) -> None:
+        _check(
+            bool(re.fullmatch(r"[a-z][a-z0-9_]*", self.name)), f"{key}.name", f"must be snake_case, got {self.name!r}"
+        )
+        _check(bool(self.template), f"{key}.template", "must name a template file")
+        _check(Path(self.template).is_file(), f"{key}.template", f"no such file: {self.template}")
+        _check(self.n_examples >= 0, f"{key}.n_examples", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class OperatorsConfig:
     names: tuple[str, ...] = (
         "add_constraints",
@@ -203,14 +231,36 @@ class OperatorsConfig:
         "complicate_input",
         "in_breadth",
     )
+    # "fixed": draw by `weights`; "ucb": discounted UCB bandit whose reward is the
+    # archive gain (QD-score added) per 1k tokens spent.
+    selection: Literal["fixed", "ucb"] = "fixed"
     # Optional fixed selection weights by operator name; missing names weigh 1.
     weights: dict[str, float] = field(default_factory=dict)
+    discount: float = 0.97  # per-pull decay of old rewards (follows the campaign's phase)
+    exploration: float = 1.0  # UCB exploration coefficient
+    custom: tuple[CustomOperatorConfig, ...] = ()
 
     def validate(self, key: str) -> None:
         _check(len(self.names) >= 1, f"{key}.names", "must name at least one operator")
+        _check(len(set(self.names)) == len(self.names), f"{key}.names", "has duplicates")
         for name, w in self.weights.items():
             _check(name in self.names, f"{key}.weights.{name}", f"is not in {key}.names")
             _check(w >= 0, f"{key}.weights.{name}", f"must be >= 0, got {w}")
+        _check(0 < self.discount <= 1, f"{key}.discount", f"must be in (0, 1], got {self.discount}")
+        _check(self.exploration >= 0, f"{key}.exploration", f"must be >= 0, got {self.exploration}")
+        for i, c in enumerate(self.custom):
+            c.validate(f"{key}.custom[{i}]")
+
+
+@dataclass(frozen=True)
+class NoveltyConfig:
+    """Reject children whose embedding is a near-duplicate (cosine >= max_similarity)
+    of their parent or of the nearest elite. 1.0 disables the filter."""
+
+    max_similarity: float = 0.97
+
+    def validate(self, key: str) -> None:
+        _check(0 < self.max_similarity <= 1, f"{key}.max_similarity", f"must be in (0, 1], got {self.max_similarity}")
 
 
 @dataclass(frozen=True)
@@ -260,6 +310,7 @@ class CampaignConfig:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     budget: BudgetConfig = field(default_factory=lambda: BudgetConfig(max_children=40))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 

@@ -19,7 +19,7 @@ from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, to_judgement
 from qdsearch.llm.client import CallRecord, LLMClient, LLMError
-from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
+from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, registry, resolve
 from qdsearch.types import Candidate, Sample
 
 __all__ = ["Job", "Worker", "run_job"]
@@ -38,6 +38,7 @@ class Job:
         parent: the parent (or the seed sample itself).
         others: elites from other cells, for operators that show examples.
         seed: seeds the job's randomness (examples, judge nonce).
+        hint: for directional operators, the change to make.
     """
 
     child_id: str
@@ -45,6 +46,7 @@ class Job:
     parent: Sample
     others: tuple[Sample, ...] = ()
     seed: int = 0
+    hint: str = ""
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.client = LLMClient(self.endpoint)
         if self.operators is None:
-            self.operators = resolve(self.cfg.operators.names)
+            self.operators = resolve(self.cfg.operators.names, registry(self.cfg.operators.custom))
 
     async def run(self, job: Job) -> Candidate:
         return await run_job(job, self)
@@ -130,16 +132,22 @@ async def run_job(job: Job, worker: Worker) -> Candidate:
             assert worker.operators is not None
             op = worker.operators[job.operator]
             comp = await worker.client.chat(
-                op.render(parent, job.others, rng), tag=job.operator, json_schema=CHILD_SCHEMA
+                op.render(parent, job.others, rng, job.hint),
+                tag=job.operator,
+                json_schema=CHILD_SCHEMA if op.target == "instruction" else None,
             )
             calls.append(_rec(comp.record))
             if comp.finish_reason == "length":
                 raise OperatorReject("truncated_mutation")
             try:
-                instr, inp = op.parse(comp.text, parent)
+                instr, inp, resp = op.parse(comp.text, parent)
             except OperatorReject as e:
                 raise OperatorReject(e.reason, e.detail or comp.text[:200]) from None
-            sample = dataclasses.replace(sample, instruction=instr, input=inp)
+            sample = dataclasses.replace(sample, instruction=instr, input=inp, response=resp)
+            if resp:
+                reason = check_response(resp, comp.finish_reason)
+                if reason:
+                    return Candidate(sample, reject=reason, calls=tuple(calls))
         if not sample.response:
             comp = await worker.client.chat([{"role": "user", "content": sample.prompt_text()}], tag="respond")
             calls.append(_rec(comp.record))

@@ -17,9 +17,9 @@ def test_grid_add_statuses_and_extras() -> None:
     m = np.array([3.0, 0.1, -0.2])
     assert add_sample(a, s1, 5.0, m, 3.0)[0] == "new"
     assert add_sample(a, Sample("c2", "Task two"), 4.0, m, 3.0)[0] == "not_added"
-    status, cell = add_sample(a, Sample("c3", "Task three", response="r3"), 6.0, m + 0.01, 3.0)
-    assert status == "improved"
-    far_status, far_cell = add_sample(a, s1, 2.0, np.array([9.5, 2.0, 2.0]), 9.5)
+    status, cell, gain = add_sample(a, Sample("c3", "Task three", response="r3"), 6.0, m + 0.01, 3.0)
+    assert status == "improved" and gain == 1.0
+    far_status, far_cell, _ = add_sample(a, s1, 2.0, np.array([9.5, 2.0, 2.0]), 9.5)
     assert far_status == "new" and far_cell != cell
     df = elites_frame(a)
     assert list(df["id"]) == (["c3", "c1"] if cell < far_cell else ["c1", "c3"])

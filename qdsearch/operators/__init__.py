@@ -3,23 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
+from qdsearch.config import CustomOperatorConfig
 from qdsearch.operators.elimination import check_instruction, check_response
-from qdsearch.operators.evol import CHILD_SCHEMA, EVOL_OPERATORS, OperatorReject, PromptOperator, parse_json_object
+from qdsearch.operators.evol import (
+    CHILD_SCHEMA,
+    EVOL_OPERATORS,
+    MORE_OPERATORS,
+    OperatorReject,
+    PromptOperator,
+    parse_json_object,
+)
 
 __all__ = [
     "BUILTIN",
     "CHILD_SCHEMA",
     "EVOL_OPERATORS",
+    "MORE_OPERATORS",
     "OperatorReject",
     "PromptOperator",
     "check_instruction",
     "check_response",
     "parse_json_object",
+    "registry",
     "resolve",
 ]
 
-BUILTIN: Mapping[str, PromptOperator] = {op.name: op for op in EVOL_OPERATORS}
+BUILTIN: Mapping[str, PromptOperator] = {op.name: op for op in (*EVOL_OPERATORS, *MORE_OPERATORS)}
+
+
+def registry(custom: Iterable[CustomOperatorConfig] = ()) -> dict[str, PromptOperator]:
+    """The built-in operators plus user-defined ones from config.
+
+    Raises:
+        ValueError: a custom operator reuses a built-in name, or its template file
+            cannot be read (the message names the config key).
+    """
+    out = dict(BUILTIN)
+    for i, c in enumerate(custom):
+        key = f"operators.custom[{i}]"
+        if c.name in out:
+            raise ValueError(f"{key}.name: {c.name!r} is already an operator")
+        try:
+            text = Path(c.template).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{key}.template: cannot read {c.template}: {e}") from None
+        out[c.name] = PromptOperator(c.name, template=text, target=c.target, n_examples=c.n_examples)
+    return out
 
 
 def resolve(names: Iterable[str], registry: Mapping[str, PromptOperator] = BUILTIN) -> dict[str, PromptOperator]:

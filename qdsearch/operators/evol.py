@@ -15,11 +15,11 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from qdsearch.operators.elimination import check_instruction
+from qdsearch.operators.elimination import check_instruction, normalise
 from qdsearch.types import Sample
 
 __all__ = ["CHILD_SCHEMA", "EVOL_OPERATORS", "OperatorReject", "PromptOperator", "parse_json_object"]
@@ -73,49 +73,100 @@ _SYSTEM = (
 )
 
 
+_RESPONSE_SYSTEM = (
+    "You write responses for a dataset used to train AI assistants. Answer with the response "
+    "text only: no preamble, no comments about the task or about other responses."
+)
+
+
 @dataclass(frozen=True)
 class PromptOperator:
     """A mutation operator defined by a prompt.
 
     Attributes:
         name: the operator's name in configs and logs.
-        directive: what to do to the parent task (one short paragraph).
-        n_examples: how many other elites to show as in-context examples (in-breadth
-            operators use them to stay in domain without copying).
+        directive: what to do to the parent (one short paragraph). ``{hint}`` in it
+            is replaced by the job's hint (directional operators).
+        n_examples: how many elites from other cells to show as in-context
+            examples (in-breadth operators use them to stay in domain without
+            copying).
         keep_input: whether the parent's input is shown and may be kept.
+        target: ``"instruction"`` makes a new task (JSON reply); ``"response"``
+            makes a new response to the parent's task (plain-text reply).
+        parents: 2 for crossover (the second parent is the first of ``others``).
+        template: a full user-message template (user-defined operators) using
+            ``{instruction}``, ``{input}``, ``{response}``, ``{examples}``,
+            ``{hint}``; replaces the built-in layout.
     """
 
     name: str
-    directive: str
+    directive: str = ""
     n_examples: int = 0
     keep_input: bool = True
+    target: Literal["instruction", "response"] = "instruction"
+    parents: int = 1
+    template: str = ""
 
-    def render(self, parent: Sample, others: Sequence[Sample], rng: np.random.Generator) -> list[dict[str, str]]:
+    def render(
+        self, parent: Sample, others: Sequence[Sample], rng: np.random.Generator, hint: str = ""
+    ) -> list[dict[str, str]]:
         """Messages asking a model to evolve ``parent``.
 
         Args:
             parent: the sample to mutate.
-            others: elites from other cells (in-context examples when ``n_examples``).
+            others: elites from other cells (in-context examples, second parent).
             rng: randomness for choosing examples.
+            hint: what a directional operator should move toward.
         """
-        task: dict[str, str] = {"instruction": parent.instruction}
-        if self.keep_input:
-            task["input"] = parent.input
-        parts = [self.directive, "", "The task to rewrite, as JSON:", json.dumps(task, ensure_ascii=False)]
-        if self.n_examples and others:
-            k = min(self.n_examples, len(others))
-            picks = rng.choice(len(others), size=k, replace=False)
+        examples: list[str] = []
+        pool = list(others[1:] if self.parents == 2 else others)
+        if self.n_examples and pool:
+            k = min(self.n_examples, len(pool))
+            examples = [pool[int(i)].instruction for i in rng.choice(len(pool), size=k, replace=False)]
+        system = _SYSTEM if self.target == "instruction" else _RESPONSE_SYSTEM
+        if self.template:
+            user = self.template.format_map(
+                _Fields(
+                    instruction=parent.instruction,
+                    input=parent.input,
+                    response=parent.response,
+                    examples="\n".join(f"- {e}" for e in examples),
+                    hint=hint,
+                )
+            )
+            return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        directive = self.directive.replace("{hint}", hint)
+        if self.target == "response":
+            parts = [directive, "", "## Task", parent.prompt_text(), "", "## Current response", parent.response]
+            return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(parts)}]
+        tasks = [parent, others[0]] if self.parents == 2 and others else [parent]
+        parts = [directive, ""]
+        for i, t in enumerate(tasks, 1):
+            task: dict[str, str] = {"instruction": t.instruction}
+            if self.keep_input:
+                task["input"] = t.input
+            label = f"Task {i}" if len(tasks) > 1 else "The task to rewrite"
+            parts += [f"{label}, as JSON:", json.dumps(task, ensure_ascii=False)]
+        if examples:
             parts += ["", "Other tasks already in the dataset (do not copy them):"]
-            parts += [f"- {others[int(i)].instruction}" for i in picks]
+            parts += [f"- {e}" for e in examples]
         parts += ["", 'Answer with JSON only: {"instruction": "...", "input": "..."}']
-        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(parts)}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(parts)}]
 
-    def parse(self, text: str, parent: Sample) -> tuple[str, str]:
-        """The child's (instruction, input) from the model's reply.
+    def parse(self, text: str, parent: Sample) -> tuple[str, str, str]:
+        """The child's (instruction, input, response) from the model's reply.
+
+        For ``target = "instruction"`` the response is ``""`` (generated later);
+        for ``target = "response"`` the instruction and input are the parent's.
 
         Raises:
             OperatorReject: unparsable reply, or an elimination rule fired.
         """
+        if self.target == "response":
+            resp = text.strip()
+            if normalise(resp) == normalise(parent.response):
+                raise OperatorReject("no_information_gain", "same response as the parent")
+            return parent.instruction, parent.input, resp
         obj = parse_json_object(text)
         instr = obj.get("instruction")
         inp = obj.get("input", "")
@@ -127,7 +178,14 @@ class PromptOperator:
         reason = check_instruction(f"{instr}\n{inp}", parent.prompt_text())
         if reason:
             raise OperatorReject(reason)
-        return instr, inp
+        return instr, inp, ""
+
+
+class _Fields(dict[str, str]):
+    """Template fields; an unknown ``{name}`` is left as written."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
 
 EVOL_OPERATORS: tuple[PromptOperator, ...] = (
@@ -162,5 +220,38 @@ EVOL_OPERATORS: tuple[PromptOperator, ...] = (
         "less common topic. It must be of similar length and difficulty and not a paraphrase.",
         n_examples=3,
         keep_input=False,
+    ),
+)
+
+
+MORE_OPERATORS: tuple[PromptOperator, ...] = (
+    PromptOperator(
+        "answer_augmentation",
+        "Write a new response to the task below that is better than the current one: more "
+        "correct, more complete and more helpful, well organised, and no longer than needed.",
+        target="response",
+    ),
+    PromptOperator(
+        "question_rephrase",
+        "Rephrase the task so that it asks for exactly the same thing in different words and "
+        "with a different sentence structure. Keep every requirement and all of the input.",
+    ),
+    PromptOperator(
+        "new_question",
+        "Write one new task of the kind a real user would ask an AI assistant, useful for "
+        "training it. It must be about something different from the example tasks below, "
+        "and as clear and self-contained as they are.",
+        n_examples=3,
+        keep_input=False,
+    ),
+    PromptOperator(
+        "crossover",
+        "Combine the two tasks below into one new, coherent task that draws on the subject or "
+        "requirements of both. It must read as a single natural request.",
+        parents=2,
+    ),
+    PromptOperator(
+        "directional",
+        "Rewrite the task with this change: {hint} Keep it one coherent, self-contained task.",
     ),
 )

@@ -32,7 +32,7 @@ def test_in_breadth_shows_examples_not_input() -> None:
 def test_parse_ok_and_fenced() -> None:
     op = BUILTIN["add_constraints"]
     reply = {"instruction": "Explain how a bicycle gear works, in under 100 words.", "input": "A 21-speed bike."}
-    assert op.parse(json.dumps(reply), P) == (reply["instruction"], reply["input"])
+    assert op.parse(json.dumps(reply), P) == (reply["instruction"], reply["input"], "")
     assert op.parse("```json\n" + json.dumps(reply) + "\n```", P)[0] == reply["instruction"]
 
 
@@ -78,7 +78,7 @@ def test_resolve_unknown() -> None:
 @given(st.text())
 def test_parse_only_raises_operator_reject(text: str) -> None:
     try:
-        instr, _ = BUILTIN["concretize"].parse(text, P)
+        instr, _, _ = BUILTIN["concretize"].parse(text, P)
     except OperatorReject:
         return
     assert instr.strip()

@@ -28,6 +28,7 @@ from qdsearch.operators import registry, resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import Runtime
 from qdsearch.selection import make_selector, reward
+from qdsearch.stats import update_operator_stats
 from qdsearch.types import Candidate, Sample
 
 __all__ = ["Campaign", "CampaignError", "Counters", "Sink", "StepStats", "replay"]
@@ -67,6 +68,7 @@ class Counters:
     wall_s: float = 0.0
     next_child: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
+    ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-operator totals
 
     @property
     def tokens(self) -> int:
@@ -81,6 +83,7 @@ class Counters:
         else:
             self.children += 1
             self.next_child = max(self.next_child, int(ev["id"][1:]) + 1)
+            update_operator_stats(self.ops, ev)
         if ev["status"] == "accepted":
             if ev["type"] == "seed":
                 self.seeds_accepted += 1

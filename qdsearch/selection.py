@@ -54,38 +54,45 @@ class DiscountedUCB(Selector):
 
     Rewards are scaled by the largest reward seen so far, so the exploration
     coefficient means the same whatever the token prices and quality scale.
+    Choices still in flight count as pulls for the exploration bonus, so with
+    many children in flight one optimistic arm is not chosen for all of them
+    before its first reward comes back.
     """
 
-    def __init__(self, names: Sequence[str], discount: float = 0.97, exploration: float = 1.0) -> None:
+    def __init__(self, names: Sequence[str], discount: float = 0.97, exploration: float = 0.3) -> None:
         self.names = list(names)
         self.discount = discount
         self.exploration = exploration
         self.n = np.zeros(len(self.names))
         self.s = np.zeros(len(self.names))
+        self.pending = np.zeros(len(self.names))
         self.scale = 0.0
 
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean normalised reward, exploration bonus) per operator."""
         scale = self.scale or 1.0
-        n = np.maximum(self.n, 1e-12)
-        mean = self.s / n / scale
-        total = max(self.n.sum(), 1.0)
-        bonus = self.exploration * np.sqrt(2.0 * math.log(total + 1.0) / n)
+        mean = self.s / np.maximum(self.n, 1e-12) / scale
+        n_eff = np.maximum(self.n + self.pending, 1e-12)
+        total = max(n_eff.sum(), 1.0)
+        bonus = self.exploration * np.sqrt(2.0 * math.log(total + 1.0) / n_eff)
         return mean, bonus
 
     def choose(self, rng: np.random.Generator) -> tuple[str, str]:
-        untried = np.flatnonzero(self.n < 1e-9)
+        untried = np.flatnonzero(self.n + self.pending < 1e-9)
         if len(untried):
             i = int(untried[int(rng.integers(len(untried)))])
+            self.pending[i] += 1
             return self.names[i], "ucb untried"
         mean, bonus = self.scores()
         ucb = mean + bonus
         best = np.flatnonzero(ucb >= ucb.max() - 1e-12)
         i = int(best[int(rng.integers(len(best)))])
+        self.pending[i] += 1
         return self.names[i], f"ucb mean={mean[i]:.3f} bonus={bonus[i]:.3f}"
 
     def update(self, name: str, r: float) -> None:
         i = self.names.index(name)
+        self.pending[i] = max(0.0, self.pending[i] - 1)
         self.n *= self.discount
         self.s *= self.discount
         self.n[i] += 1.0

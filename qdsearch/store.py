@@ -32,6 +32,7 @@ import pandas as pd
 
 from qdsearch.config import CampaignConfig, load_config, to_dict
 from qdsearch.descriptors.topic import TopicProjection
+from qdsearch.stats import operator_table
 
 __all__ = ["RunStore", "StoreError", "atomic_write", "dumps_toml"]
 
@@ -251,6 +252,9 @@ class RunStore:
             os.fsync(self._events.fileno())
         atomic_write(self.path / "elites.parquet", elites.to_parquet(index=False))
         atomic_write(self.path / "state.json", json.dumps(state, indent=2, sort_keys=True).encode())
+        if state.get("ops"):
+            table = operator_table(state["ops"]).to_csv(index=False)
+            atomic_write(self.path / "operators.csv", table.encode())
 
     def append_stats(self, row: dict[str, Any]) -> None:
         p = self.path / "stats.csv"

@@ -88,3 +88,46 @@ def test_parse_only_raises_operator_reject(text: str) -> None:
 def test_rules_never_raise(a: str, b: str, finish: str | None) -> None:
     assert isinstance(check_instruction(a, b), str)
     assert isinstance(check_response(a, finish), str)
+
+
+def test_answer_augmentation_renders_current_response_and_parses_text() -> None:
+    op = BUILTIN["answer_augmentation"]
+    parent = Sample("s1", "Explain gears.", response="Gears are wheels.")
+    user = op.render(parent, OTHERS, np.random.default_rng(0))[1]["content"]
+    assert "Gears are wheels." in user and "Explain gears." in user
+    assert op.parse("  Gears transmit torque between shafts.  ", parent) == (
+        "Explain gears.",
+        "",
+        "Gears transmit torque between shafts.",
+    )
+    with pytest.raises(OperatorReject, match="no_information_gain"):
+        op.parse("gears are wheels", parent)
+
+
+def test_crossover_shows_both_parents_and_directional_uses_hint() -> None:
+    user = BUILTIN["crossover"].render(P, OTHERS, np.random.default_rng(0))[1]["content"]
+    assert P.instruction in user and OTHERS[0].instruction in user
+    user = BUILTIN["directional"].render(P, OTHERS, np.random.default_rng(0), hint="make it harder.")[1]["content"]
+    assert "make it harder." in user and "{hint}" not in user
+
+
+def test_new_question_and_rephrase_render() -> None:
+    user = BUILTIN["new_question"].render(P, OTHERS, np.random.default_rng(1))[1]["content"]
+    assert sum(o.instruction in user for o in OTHERS) == 3
+    assert "different words" in BUILTIN["question_rephrase"].render(P, (), np.random.default_rng(0))[1]["content"]
+
+
+def test_user_defined_operator_from_template(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from qdsearch.config import CustomOperatorConfig
+    from qdsearch.operators import registry
+
+    path = Path(str(tmp_path)) / "t.txt"
+    path.write_text("Turn this into a riddle: {instruction} / {input}\nAvoid: {examples}\nKeep {unknown} as is.")
+    ops = registry([CustomOperatorConfig(name="riddle", template=str(path), n_examples=2)])
+    user = ops["riddle"].render(P, OTHERS, np.random.default_rng(0))[1]["content"]
+    assert user.startswith(f"Turn this into a riddle: {P.instruction} / {P.input}")
+    assert user.count("- Other task number") == 2 and "{unknown}" in user
+    with pytest.raises(ValueError, match=r"operators.custom\[0\].name: 'deepen' is already an operator"):
+        registry([CustomOperatorConfig(name="deepen", template=str(path))])

@@ -240,6 +240,7 @@ class Campaign:
         self.counters = Counters()
         self._elites: dict[int, Sample] = {}
         self._in_flight = 0
+        self._buffered: list[Candidate] = []  # finished children not yet recorded
         self._session_start = time.monotonic()
         self._measures: dict[int, np.ndarray] = {}
         self._vecs: dict[str, np.ndarray] = {}  # embeddings of current elites, by id
@@ -301,10 +302,19 @@ class Campaign:
             return "stopped by user"
         if b.max_children and c.children + self._in_flight >= b.max_children:
             return "max_children"
-        if b.max_calls and c.calls >= b.max_calls:
-            return "max_calls"
-        if b.max_tokens and c.tokens >= b.max_tokens:
-            return "max_tokens"
+        if b.max_calls or b.max_tokens:
+            # Spent = logged + finished-but-unlogged; committed = spent plus the
+            # expected cost of children still running and of one more child.
+            done = len(c.ops) and sum(r["children"] for r in c.ops.values())
+            per_calls = sum(r["calls"] for r in c.ops.values()) / done if done else 3.0
+            per_tokens = sum(r["tokens"] for r in c.ops.values()) / done if done else 0.0
+            running = self._in_flight - len(self._buffered) + 1
+            calls = c.calls + sum(len(x.calls) for x in self._buffered) + running * per_calls
+            tokens = c.tokens + sum(x.tokens for x in self._buffered) + running * per_tokens
+            if b.max_calls and calls > b.max_calls:
+                return "max_calls"
+            if b.max_tokens and tokens > b.max_tokens:
+                return "max_tokens"
         if b.max_wall_s and self._wall() >= b.max_wall_s:
             return "max_wall_s"
         return ""
@@ -493,7 +503,7 @@ class Campaign:
 
     async def _loop(self) -> None:
         pending: set[asyncio.Task[Candidate]] = set()
-        done_buf: list[Candidate] = []
+        done_buf = self._buffered = []
         since_snapshot = 0
         batch = self.cfg.runtime.embed_batch
         try:
@@ -511,7 +521,7 @@ class Campaign:
                     done_buf.sort(key=lambda c: c.sample.id)
                     await self._record("child", done_buf)
                     since_snapshot += len(done_buf)
-                    done_buf = []
+                    done_buf.clear()
                     self._in_flight = len(pending)
                     self._step()
                     if since_snapshot >= self.cfg.runtime.snapshot_every:
@@ -524,3 +534,4 @@ class Campaign:
             self._in_flight = 0
             if done_buf:
                 await self._record("child", done_buf)
+                done_buf.clear()

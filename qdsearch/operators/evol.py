@@ -43,6 +43,7 @@ class OperatorReject(ValueError):
         self.detail = detail
 
 
+_FIELD = re.compile(r"\{(instruction|input|response|examples|hint)\}")
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -125,15 +126,15 @@ class PromptOperator:
             examples = [pool[int(i)].instruction for i in rng.choice(len(pool), size=k, replace=False)]
         system = _SYSTEM if self.target == "instruction" else _RESPONSE_SYSTEM
         if self.template:
-            user = self.template.format_map(
-                _Fields(
-                    instruction=parent.instruction,
-                    input=parent.input,
-                    response=parent.response,
-                    examples="\n".join(f"- {e}" for e in examples),
-                    hint=hint,
-                )
-            )
+            fields = {
+                "instruction": parent.instruction,
+                "input": parent.input,
+                "response": parent.response,
+                "examples": "\n".join(f"- {e}" for e in examples),
+                "hint": hint,
+            }
+            # Only the known {names} are filled; other braces (JSON examples) stay.
+            user = _FIELD.sub(lambda m: fields[m.group(1)], self.template)
             return [{"role": "system", "content": system}, {"role": "user", "content": user}]
         directive = self.directive.replace("{hint}", hint)
         if self.target == "response":
@@ -179,13 +180,6 @@ class PromptOperator:
         if reason:
             raise OperatorReject(reason)
         return instr, inp, ""
-
-
-class _Fields(dict[str, str]):
-    """Template fields; an unknown ``{name}`` is left as written."""
-
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 EVOL_OPERATORS: tuple[PromptOperator, ...] = (

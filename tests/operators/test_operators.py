@@ -124,10 +124,21 @@ def test_user_defined_operator_from_template(tmp_path: object) -> None:
     from qdsearch.operators import registry
 
     path = Path(str(tmp_path)) / "t.txt"
-    path.write_text("Turn this into a riddle: {instruction} / {input}\nAvoid: {examples}\nKeep {unknown} as is.")
+    path.write_text('Turn this into a riddle: {instruction} / {input}\nAvoid: {examples}\nKeep {unknown} and {"a": 1}.')
     ops = registry([CustomOperatorConfig(name="riddle", template=str(path), n_examples=2)])
     user = ops["riddle"].render(P, OTHERS, np.random.default_rng(0))[1]["content"]
     assert user.startswith(f"Turn this into a riddle: {P.instruction} / {P.input}")
-    assert user.count("- Other task number") == 2 and "{unknown}" in user
+    assert user.count("- Other task number") == 2 and user.endswith('Keep {unknown} and {"a": 1}.')
+    shipped = registry(
+        [
+            CustomOperatorConfig(
+                name="riddle", template=str(Path(__file__).resolve().parents[2] / "experiments/templates/riddle.txt")
+            )
+        ]
+    )
+    assert (
+        '{"instruction": "...", "input": "..."}'
+        in shipped["riddle"].render(P, (), np.random.default_rng(0))[1]["content"]
+    )
     with pytest.raises(ValueError, match=r"operators.custom\[0\].name: 'deepen' is already an operator"):
         registry([CustomOperatorConfig(name="deepen", template=str(path))])

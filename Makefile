@@ -24,6 +24,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/qdsearch run experiments/quickstart.toml --name $(RUN)
 	$(BIN)/qdsearch export archives/$(RUN) --format jsonl
+	$(BIN)/qdsearch operators archives/$(RUN)
 
 lint: $(STAMP)
 	$(BIN)/ruff check qdsearch tests experiments

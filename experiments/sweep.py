@@ -159,17 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["seeds", "budget_calls", "strategy", "qd_score", "coverage", "elites", "quality_mean", "diversity",
             "complexity_mean", "calls", "tokens", "wall_s"]  # fmt: skip
     agg = df.groupby(["seeds", "budget_calls", "strategy"], sort=False)[cols[3:]].mean().round(3).reset_index()
-    (out / "results.md").write_text(agg.to_markdown(index=False) if _has_tabulate() else agg.to_string(index=False))
+    (out / "results.md").write_text(markdown_table(agg))
     print(out / "results.md")
     return 0
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``df``."""
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""The sweep experiment runs end to end (against the scripted endpoint)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tests.fakes.world import world
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_runs_end_to_end(fake_openai: Any, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import sweep
+    finally:
+        sys.path.pop(0)
+    fake = fake_openai(world)
+    out = tmp_path / "sweep"
+    argv = ["--base-url", fake.base_url, "--model", "fake", "--seed-sizes", "4", "--budgets", "24"]
+    assert sweep.main([*argv, "--strategies", "answer_augmentation,adaptive", "--out", str(out)]) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert list(df["strategy"]) == ["answer_augmentation", "adaptive"]
+    assert (df["calls"] <= 24).all() and (df["qd_score"] > 0).all()
+    assert "| strategy" in (out / "results.md").read_text()
+    assert (out / "runs" / "n4-b24-adaptive-r0" / "operators.csv").is_file()

@@ -244,6 +244,7 @@ class Campaign:
         self._session_start = time.monotonic()
         self._measures: dict[int, np.ndarray] = {}
         self._vecs: dict[str, np.ndarray] = {}  # embeddings of current elites, by id
+        self._vec_matrix: np.ndarray | None = None  # np.stack(self._vecs.values()), cached
         self._selection: dict[str, str] = {}  # child id -> why its operator was chosen
         self._parent_text: dict[str, str] = {}  # child id -> its parent's text (in flight)
         ops = cfg.operators
@@ -390,8 +391,11 @@ class Campaign:
             return ""  # same instruction by design; the response is what changed
         if parent_vec is not None and float(vec @ parent_vec) >= limit:
             return "near_duplicate_parent"
-        if self._vecs and float(np.max(np.stack(list(self._vecs.values())) @ vec)) >= limit:
-            return "near_duplicate_elite"
+        if self._vecs:
+            if self._vec_matrix is None:  # rebuilt only after the elites changed
+                self._vec_matrix = np.stack(list(self._vecs.values()))
+            if float(np.max(self._vec_matrix @ vec)) >= limit:
+                return "near_duplicate_elite"
         return ""
 
     async def _record(self, kind: str, cands: Sequence[Candidate]) -> None:
@@ -435,6 +439,7 @@ class Campaign:
                         self._elites[cell] = cand.sample
                         self._measures[cell] = measures
                         self._vecs[cand.sample.id] = vec
+                        self._vec_matrix = None
                     ev = _event(kind, cand, measures.tolist(), status, cell, gain, why)
             if kind == "child" and cand.sample.operator in self.selector.names:
                 self.selector.update(cand.sample.operator, reward(ev["gain"], ev["tokens"]))
@@ -492,6 +497,7 @@ class Campaign:
                 ids = list(self._elites.values())
                 vecs = await self._embed([s.prompt_text() for s in ids])
                 self._vecs = {s.id: v for s, v in zip(ids, vecs, strict=True)}
+                self._vec_matrix = None
             await self._loop()
         finally:
             if self.archive is not None:

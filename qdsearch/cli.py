@@ -26,13 +26,29 @@ class UserError(Exception):
     """An error to print as one clear line and exit 2."""
 
 
-def _resolve_seeds(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
-    p = Path(cfg.seeds.path)
+def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
+    """Makes file paths in the config absolute (relative to the working directory,
+    else to the config file's folder), so the saved run config works from anywhere."""
     if not cfg.seeds.path:
         raise UserError(f"{config_path}: seeds.path: no seed file given")
-    if not p.is_absolute() and not p.exists() and (config_path.parent / p).exists():
-        p = config_path.parent / p
-    return dataclasses.replace(cfg, seeds=dataclasses.replace(cfg.seeds, path=str(p.resolve())))
+
+    def resolve(path: str) -> str:
+        p = Path(path)
+        if not p.is_absolute() and not p.exists() and (config_path.parent / p).exists():
+            p = config_path.parent / p
+        return str(p.resolve())
+
+    ops = cfg.operators
+    custom = tuple(dataclasses.replace(c, template=resolve(c.template)) for c in ops.custom)
+    archive = cfg.archive
+    if archive.reference_path:
+        archive = dataclasses.replace(archive, reference_path=resolve(archive.reference_path))
+    return dataclasses.replace(
+        cfg,
+        seeds=dataclasses.replace(cfg.seeds, path=resolve(cfg.seeds.path)),
+        operators=dataclasses.replace(ops, custom=custom),
+        archive=archive,
+    )
 
 
 class _Progress:
@@ -88,6 +104,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
     from qdsearch.campaign import Campaign
     from qdsearch.descriptors.embedding import make_embedder
     from qdsearch.llm import open_endpoint
+    from qdsearch.operators import registry, resolve
     from qdsearch.runtime import make_runtime
 
     cfg: CampaignConfig = store.cfg
@@ -107,7 +124,10 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
                 f"embedded model server: {endpoint.base_url} ({endpoint.model}; a tiny offline demo model)",
                 file=sys.stderr,
             )
-        runtime = make_runtime(cfg, endpoint, ray_address=ray_address)
+        # Templates are read here, on the driver, so Ray workers on other machines
+        # need no copy of the template files.
+        operators = resolve(cfg.operators.names, registry(cfg.operators.custom))
+        runtime = make_runtime(cfg, endpoint, operators, ray_address=ray_address)
         try:
             campaign = Campaign(
                 cfg,
@@ -144,7 +164,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qdsearch.operators import resolve
+    from qdsearch.operators import registry, resolve
     from qdsearch.seeds import load_seeds
     from qdsearch.store import RunStore
 
@@ -161,9 +181,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["runtime"] = dataclasses.replace(cfg.runtime, kind=args.runtime)
     cfg = dataclasses.replace(cfg, **overrides)
     cfg.validate()
-    cfg = _resolve_seeds(cfg, path)
+    cfg = _resolve_paths(cfg, path)
     try:
-        resolve(cfg.operators.names)
+        resolve(cfg.operators.names, registry(cfg.operators.custom))
     except ValueError as e:
         raise ConfigError(f"{path}: {e}") from None
     seeds = load_seeds(cfg.seeds.path, cfg.seeds.limit)

@@ -217,7 +217,6 @@ class CustomOperatorConfig:
             bool(re.fullmatch(r"[a-z][a-z0-9_]*", self.name)), f"{key}.name", f"must be snake_case, got {self.name!r}"
         )
         _check(bool(self.template), f"{key}.template", "must name a template file")
-        _check(Path(self.template).is_file(), f"{key}.template", f"no such file: {self.template}")
         _check(self.n_examples >= 0, f"{key}.n_examples", "must be >= 0")
 
 

@@ -162,3 +162,36 @@ def test_operator_table_and_cli(fake_openai: Any, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert {r["operator"] for r in rows} == set(table.index)
+
+
+def riddle_world(req: dict[str, Any]) -> str:
+    user = str(req["messages"][-1]["content"])
+    if user.startswith("RIDDLE"):
+        task = user.split("TASK: ", 1)[1].split("\n", 1)[0]
+        return json.dumps({"instruction": f"Solve this riddle first, then: {task}", "input": ""})
+    return world(req)
+
+
+def test_user_defined_operator_from_config_via_cli(fake_openai: Any, tmp_path: Path) -> None:
+    from qdsearch.store import dumps_toml
+    from tests.test_campaign import config_dict
+
+    fake = fake_openai(riddle_world)
+    conf_dir = tmp_path / "conf"
+    (conf_dir / "templates").mkdir(parents=True)
+    (conf_dir / "templates" / "riddle.txt").write_text('RIDDLE\nTASK: {instruction}\nAnswer JSON {"instruction": ...}')
+    d = config_dict(fake.base_url, tmp_path, budget={"max_children": 6})
+    d["operators"] = {"names": ["riddle"], "custom": [{"name": "riddle", "template": "templates/riddle.txt"}]}
+    (conf_dir / "c.toml").write_text(dumps_toml(d))
+    cli = [sys.executable, "-m", "qdsearch.cli"]
+    res = subprocess.run([*cli, "run", str(conf_dir / "c.toml"), "--quiet"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = tmp_path / "archives" / "t"
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    riddles = [e for e in events if e.get("operator") == "riddle"]
+    assert len(riddles) == 6 and sum(e["status"] == "accepted" for e in riddles) >= 3
+    assert all(e["instruction"].startswith("Solve this riddle first") for e in riddles if e["status"] == "accepted")
+    saved = (run_dir / "config.toml").read_text()
+    assert str((conf_dir / "templates" / "riddle.txt").resolve()) in saved  # works from any folder later
+    res = subprocess.run([*cli, "operators", str(run_dir)], capture_output=True, text=True, cwd="/")
+    assert res.returncode == 0 and "riddle" in res.stdout

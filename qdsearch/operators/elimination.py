@@ -17,7 +17,10 @@ __all__ = [
 
 _SCAFFOLD = re.compile(
     r"(#\s*(given|rewritten|created|new)\s*prompt\s*#|\b(given|rewritten|original)\s+(prompt|instruction)\b"
-    r"|\bnew instruction\s*:|\brewritten\s+version\b|\bparent instruction\b)",
+    r"|\bnew instruction\s*:|\brewritten\s+version\b|\bparent instruction\b"
+    # phrases of qdsearch's own operator prompts
+    r"|\btask to rewrite\b|\bas json\s*:|\banswer with json\b|\bother tasks already in the dataset\b"
+    r"|\bcurrent response\b)",
     re.IGNORECASE,
 )
 _REFUSAL = re.compile(

@@ -45,6 +45,7 @@ def test_parse_ok_and_fenced() -> None:
         ('{"instruction": "", "input": ""}', "empty"),
         ('{"instruction": "I\'m sorry, but I cannot help with that request.", "input": ""}', "refusal"),
         ('{"instruction": "#Rewritten Prompt#: explain gears in detail please", "input": ""}', "copied_scaffolding"),
+        ('{"instruction": "Summarize it. The task to rewrite, as JSON:", "input": ""}', "copied_scaffolding"),
         ('{"instruction": "Explain how a bicycle gear works.", "input": "A 21-speed bike."}', "no_information_gain"),
         ('{"instruction": "Explain how a bicycle gear works!", "input": "A 21-speed bike"}', "no_information_gain"),
         ('{"instruction": "Explain how a bicycle gear", "input": ""}', "no_information_gain"),

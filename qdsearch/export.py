@@ -28,6 +28,20 @@ __all__ = ["FORMATS", "export_run", "load_elites"]
 Format = Literal["jsonl", "parquet", "alpaca", "sharegpt"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "alpaca", "sharegpt")
 _SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "alpaca": ".json", "sharegpt": ".jsonl"}
+# The record fields, in order (an empty parquet export keeps them as its columns).
+_FIELDS = (
+    "id",
+    "instruction",
+    "input",
+    "output",
+    "quality",
+    "complexity",
+    "measures",
+    "cell",
+    "operator",
+    "parent_id",
+    "generation",
+)
 
 
 def load_elites(store: RunStore) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -127,7 +141,7 @@ def export_run(
     path.parent.mkdir(parents=True, exist_ok=True)
     recs = _records(df)
     if fmt == "parquet":
-        data = pd.DataFrame.from_records(recs, columns=list(recs[0]) if recs else None).to_parquet(index=False)
+        data = pd.DataFrame.from_records(recs, columns=list(_FIELDS)).to_parquet(index=False)
     elif fmt == "alpaca":
         data = json.dumps(recs, ensure_ascii=False, indent=1).encode()
     else:

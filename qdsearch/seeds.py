@@ -84,7 +84,9 @@ def load_seeds(path: str | Path, limit: int = 0) -> list[Sample]:
     """
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        # read_text's universal newlines turn \r\n and \r into \n; split on \n only, since
+        # str.splitlines would also split on U+2028/U+2029/U+0085, legal raw inside JSON strings.
+        lines = p.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
         raise SeedError(f"{p}: seed file not found") from None
     except (OSError, UnicodeDecodeError) as e:

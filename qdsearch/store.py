@@ -69,17 +69,23 @@ class _suppress:
         return True
 
 
+def _toml_str(s: str) -> str:
+    # A JSON string is a TOML basic string, except that TOML wants DEL escaped and
+    # takes no surrogate-pair escapes (so non-ASCII stays raw).
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
+        return _toml_str(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{_toml_str(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -222,7 +228,9 @@ class RunStore:
         data = p.read_bytes()
         lines = data.split(b"\n")
         # The last element follows the last newline: non-empty means a torn write.
-        last_full = len(lines) - 2
+        # Then that fragment is the torn record and every complete line must parse;
+        # otherwise the last complete line may be the torn (unparsable) one.
+        last_full = len(lines) - 2 if not lines[-1].strip() else -1
         while last_full >= 0 and not lines[last_full].strip():
             last_full -= 1
         good_end = 0

@@ -103,7 +103,10 @@ def _score(obj: dict[str, Any], key: str) -> float:
             raise JudgeReject("bad_score", f"{key}={obj.get(key)!r}") from None
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise JudgeReject("missing_score", f"{key} is {type(v).__name__}")
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int too large for a float
+        raise JudgeReject("score_out_of_range", f"{key} has {len(str(v))} digits") from None
     if not math.isfinite(f) or not 1.0 <= f <= 10.0:
         raise JudgeReject("score_out_of_range", f"{key}={v!r}")
     return f

@@ -59,7 +59,7 @@ def parse_json_object(text: str) -> dict[str, Any]:
         t = m.group(1)
     try:
         obj = json.loads(t)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, or an int over 4300 digits
         raise OperatorReject("not_json", f"{e.msg if hasattr(e, 'msg') else e} in {t[:80]!r}") from None
     if not isinstance(obj, dict):
         raise OperatorReject("not_object", f"got {type(obj).__name__}")
@@ -176,6 +176,8 @@ class PromptOperator:
         if not isinstance(inp, str):
             inp = json.dumps(inp, ensure_ascii=False) if inp is not None else ""
         instr, inp = instr.strip(), inp.strip()
+        if not instr:  # an input alone is no task, however long
+            raise OperatorReject("empty", "the instruction is empty")
         reason = check_instruction(f"{instr}\n{inp}", parent.prompt_text())
         if reason:
             raise OperatorReject(reason)

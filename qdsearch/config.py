@@ -12,6 +12,7 @@ holding its API key (``api_key_env``); the key itself is read at call time by
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -50,6 +51,21 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+def _show(value: Any) -> str:
+    """``repr(value)`` for an error message, shortened, and safe for huge integers
+    (whose ``repr`` raises ValueError past ``sys.get_int_max_str_digits()``)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else type(value).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# TOML integers are 64-bit; larger ones (which tomllib and from_dict's callers can
+# still produce) are rejected before they reach a validation message or a float().
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     """An OpenAI-compatible chat endpoint.
@@ -78,9 +94,15 @@ class EndpointConfig:
 
     def validate(self, key: str) -> None:
         _check(self.concurrency >= 1, f"{key}.concurrency", f"must be >= 1, got {self.concurrency}")
-        _check(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0, got {self.timeout_s}")
+        # finite: the HTTP client and asyncio timers fail on an infinite timeout
+        _check(0 < self.timeout_s < math.inf, f"{key}.timeout_s", f"must be > 0 and finite, got {self.timeout_s}")
         _check(self.max_retries >= 0, f"{key}.max_retries", f"must be >= 0, got {self.max_retries}")
-        _check(self.backoff_s >= 0, f"{key}.backoff_s", f"must be >= 0, got {self.backoff_s}")
+        _check(0 <= self.backoff_s < math.inf, f"{key}.backoff_s", f"must be >= 0 and finite, got {self.backoff_s}")
+        _check(
+            0 <= self.max_backoff_s < math.inf,
+            f"{key}.max_backoff_s",
+            f"must be >= 0 and finite, got {self.max_backoff_s}",
+        )
         _check(self.max_tokens >= 1, f"{key}.max_tokens", f"must be >= 1, got {self.max_tokens}")
         _check(0 <= self.temperature <= 2, f"{key}.temperature", f"must be in [0, 2], got {self.temperature}")
         _check(bool(self.api_key_env), f"{key}.api_key_env", "must name an environment variable")
@@ -89,6 +111,8 @@ class EndpointConfig:
             f"{key}.base_url",
             f"must start with http:// or https://, got {self.base_url!r}",
         )
+        for name in ("price_in_per_mtok", "price_out_per_mtok"):
+            _check(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
 
     @property
     def embedded(self) -> bool:
@@ -332,7 +356,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return _build(tp, value, key)  # type: ignore[arg-type]
     if origin is Literal:
         choices = get_args(tp)
-        _check(value in choices, key, f"expected one of {list(choices)}, got {value!r}")
+        _check(value in choices, key, f"expected one of {list(choices)}, got {_show(value)}")
         return value
     if origin is tuple:
         _check(isinstance(value, list | tuple), key, f"expected a list, got {type(value).__name__}")
@@ -348,13 +372,17 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: got {value!r} of unsupported type")
+        raise ConfigError(f"{key}: got {_show(value)} of unsupported type")
     if tp is float:
-        _check(isinstance(value, int | float) and not isinstance(value, bool), key, f"expected a number, got {value!r}")
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        _check(ok, key, f"expected a number, got {_show(value)}")
+        _check(not isinstance(value, int) or _INT_MIN <= value <= _INT_MAX, key, f"number out of range: {_show(value)}")
         return float(value)
     if tp in (int, str, bool):
         ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
-        _check(ok, key, f"expected {_TYPE_NAMES[tp]}, got {value!r}")
+        _check(ok, key, f"expected {_TYPE_NAMES[tp]}, got {_show(value)}")
+        if tp is int:
+            _check(_INT_MIN <= value <= _INT_MAX, key, f"expected a 64-bit integer, got {_show(value)}")
         return value
     raise TypeError(f"{key}: unsupported config type {tp!r}")  # a bug in this module
 
@@ -364,7 +392,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
-            where = f"{prefix}.{k}" if prefix else k
+            name = k if isinstance(k, str) else _show(k)
+            where = f"{prefix}.{name}" if prefix else name
             raise ConfigError(f"{where}: unknown key (expected one of {sorted(names)})")
     kwargs = {}
     for k, v in data.items():
@@ -397,8 +426,10 @@ def load_config(path: str | Path) -> CampaignConfig:
         raise ConfigError(f"{p}: cannot read config file ({e.strerror or e})") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, or an integer too long to convert
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid TOML: nested too deeply") from None
     try:
         return from_dict(data)
     except ConfigError as e:

@@ -15,7 +15,7 @@ import email.utils
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,18 @@ class _Retry(Exception):
         super().__init__(detail)
         self.outcome = outcome
         self.wait_s = wait_s
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a ``ConnectionError`` (refused, reset...) is in the exception's chain."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ConnectionError):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def retry_after_s(headers: Any) -> float | None:
@@ -235,16 +247,17 @@ class LLMClient:
         if self._on_call is not None:
             self._on_call(record)
 
-    async def _attempt(self, kwargs: dict[str, Any]) -> Any:
-        client = self._openai()
+    async def _attempt(self, request: Callable[[], Awaitable[Any]]) -> Any:
         assert self._sem is not None
         async with self._sem:
             try:
                 async with asyncio.timeout(self.cfg.timeout_s):
-                    return await client.chat.completions.create(**kwargs)
+                    return await request()
             except TimeoutError:
                 raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
-            except openai.APITimeoutError:
+            except openai.APITimeoutError as e:
+                if _refused(e):  # the aiohttp transport reports a refused connection as a connect timeout
+                    raise _Retry("connection", f"connection failed: {e.__cause__ or e}") from None
                 raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
             except openai.APIConnectionError as e:
                 raise _Retry("connection", f"connection failed: {e}") from None
@@ -256,6 +269,50 @@ class LLMClient:
                 raise _Retry("bad_response", f"malformed response body: {e}") from None
             except (ValueError, KeyError, TypeError) as e:  # undecodable body
                 raise _Retry("bad_response", f"malformed response body: {type(e).__name__}: {e}") from None
+
+    async def _with_retries(
+        self, request: Callable[[], Awaitable[Any]], tag: str, model: str
+    ) -> tuple[Any, int, float]:
+        """Runs ``request`` with retries; returns (its result, attempts, start time).
+
+        Raises:
+            LLMError: retries exhausted or a non-retryable error; the failure's
+                record has been accounted for.
+        """
+        self._openai()  # makes the semaphore in this loop
+        start = time.perf_counter()
+        attempts = 0
+        outcome = "error"
+        detail = ""
+        while True:
+            attempts += 1
+            try:
+                return await self._attempt(request), attempts, start
+            except _Retry as r:
+                outcome, detail = r.outcome, str(r)
+                if attempts > self.cfg.max_retries:
+                    break
+                await asyncio.sleep(self._backoff(attempts - 1, r.wait_s))
+            except openai.APIStatusError as e:
+                outcome = f"http_{e.status_code}"
+                detail = str(e)
+                if e.status_code in (401, 403):
+                    detail = (
+                        f"the endpoint {self.cfg.base_url} refused the API key "
+                        f"(read from ${self.cfg.api_key_env}): {e.status_code}"
+                    )
+                break
+        record = CallRecord(
+            tag=tag,
+            model=model,
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_s=time.perf_counter() - start,
+            attempts=attempts,
+            outcome=outcome,
+        )
+        self._finish(record)
+        raise LLMError(f"{tag or 'call'} to {self.cfg.base_url} failed after {attempts} attempt(s): {detail}", record)
 
     async def chat(
         self,
@@ -300,104 +357,65 @@ class LLMClient:
             if rf is not None:
                 kwargs["response_format"] = rf
 
-        start = time.perf_counter()
-        attempts = 0
-        outcome = "error"
-        detail = ""
-        while True:
-            attempts += 1
-            try:
-                resp = await self._attempt(kwargs)
-            except _Retry as r:
-                outcome, detail = r.outcome, str(r)
-                if attempts > self.cfg.max_retries:
-                    break
-                await asyncio.sleep(self._backoff(attempts - 1, r.wait_s))
-                continue
-            except openai.APIStatusError as e:
-                outcome = f"http_{e.status_code}"
-                detail = str(e)
-                if e.status_code in (401, 403):
-                    detail = (
-                        f"the endpoint {self.cfg.base_url} refused the API key "
-                        f"(read from ${self.cfg.api_key_env}): {e.status_code}"
-                    )
-                break
-            usage = getattr(resp, "usage", None)
-            p_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-            p_out = int(getattr(usage, "completion_tokens", 0) or 0)
-            choices = getattr(resp, "choices", None) or []
-            text, finish = "", None
-            if choices:
-                msg = getattr(choices[0], "message", None)
-                text = (getattr(msg, "content", None) or "") if msg is not None else ""
-                finish = getattr(choices[0], "finish_reason", None)
-            record = CallRecord(
-                tag=tag,
-                model=self.cfg.model,
-                prompt_tokens=p_in,
-                completion_tokens=p_out,
-                latency_s=time.perf_counter() - start,
-                attempts=attempts,
-                outcome="ok",
-                finish_reason=finish,
-                cost_usd=self._price(p_in, p_out),
-            )
-            self._finish(record)
-            return Completion(text=text, finish_reason=finish, record=record)
-
+        client = self._openai()
+        resp, attempts, start = await self._with_retries(
+            lambda: client.chat.completions.create(**kwargs), tag, self.cfg.model
+        )
+        usage = getattr(resp, "usage", None)
+        p_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        p_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        choices = getattr(resp, "choices", None) or []
+        text, finish = "", None
+        if choices:
+            msg = getattr(choices[0], "message", None)
+            text = (getattr(msg, "content", None) or "") if msg is not None else ""
+            finish = getattr(choices[0], "finish_reason", None)
         record = CallRecord(
             tag=tag,
             model=self.cfg.model,
-            prompt_tokens=0,
-            completion_tokens=0,
+            prompt_tokens=p_in,
+            completion_tokens=p_out,
             latency_s=time.perf_counter() - start,
             attempts=attempts,
-            outcome=outcome,
+            outcome="ok",
+            finish_reason=finish,
+            cost_usd=self._price(p_in, p_out),
         )
         self._finish(record)
-        raise LLMError(f"{tag or 'call'} to {self.cfg.base_url} failed after {attempts} attempt(s): {detail}", record)
+        return Completion(text=text, finish_reason=finish, record=record)
 
     async def embed(self, texts: Sequence[str], model: str | None = None) -> np.ndarray:
         """Embeddings from the endpoint's ``/v1/embeddings``.
 
         Returns:
-            (n, d) float32 array, L2-normalised rows.
+            (n, d) float32 array, L2-normalised rows in the order of ``texts``;
+            (0, 0) for no texts, without a request.
 
         Raises:
-            LLMError: as :meth:`chat`.
+            LLMError: as :meth:`chat` (a body that is not one vector per text, all
+                of one length, counts as malformed and is retried).
         """
+        if len(texts) == 0:
+            return np.zeros((0, 0), dtype=np.float32)
         client = self._openai()
-        assert self._sem is not None
-        start = time.perf_counter()
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                async with self._sem, asyncio.timeout(self.cfg.timeout_s):
-                    resp = await client.embeddings.create(model=model or self.cfg.model, input=list(texts))
-                break
-            except (TimeoutError, openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as e:
-                status = getattr(e, "status_code", None)
-                retryable = status is None or status in _RETRYABLE_STATUS or status >= 500
-                if not retryable or attempts > self.cfg.max_retries:
-                    outcome = f"http_{status}" if status else "timeout"
-                    rec = CallRecord(
-                        "embed", model or self.cfg.model, 0, 0, time.perf_counter() - start, attempts, outcome
-                    )
-                    self._finish(rec)
-                    raise LLMError(f"embedding request to {self.cfg.base_url} failed: {e}", rec) from None
-                hint = retry_after_s(e.response.headers) if isinstance(e, openai.APIStatusError) else None
-                await asyncio.sleep(self._backoff(attempts - 1, hint))
-        data = sorted(resp.data, key=lambda d: d.index)
-        arr = np.asarray([d.embedding for d in data], dtype=np.float32)
+        name = model or self.cfg.model
+        inputs = list(texts)
+
+        async def request() -> tuple[np.ndarray, int]:
+            resp = await client.embeddings.create(model=name, input=inputs)
+            data = sorted(resp.data, key=lambda d: d.index)
+            arr = np.asarray([d.embedding for d in data], dtype=np.float32)  # ValueError if ragged
+            if arr.ndim != 2 or arr.shape[0] != len(inputs) or arr.shape[1] == 0:
+                raise ValueError(f"expected {len(inputs)} vectors, got an array of shape {arr.shape}")
+            return arr, int(getattr(resp.usage, "prompt_tokens", 0) or 0)
+
+        (arr, p_in), attempts, start = await self._with_retries(request, "embed", name)
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
         arr = (arr / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-        p_in = int(getattr(resp.usage, "prompt_tokens", 0) or 0)
         self._finish(
             CallRecord(
                 "embed",
-                model or self.cfg.model,
+                name,
                 p_in,
                 0,
                 time.perf_counter() - start,

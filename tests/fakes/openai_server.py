@@ -3,7 +3,11 @@
 Runs aiohttp in a daemon thread with its own event loop, so sync tests, code that
 runs its own loop, and other processes (Ray workers, CLI subprocesses) can all use
 it by URL. Replies come from a script queue first, then from a responder
-function; faults (429, 500, hangs, malformed bodies) are drawn from a seeded RNG.
+function; faults (429, 500, hangs, malformed bodies) are drawn from a seeded RNG,
+so a run with the same seed and the same request order injects the same faults.
+
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/embeddings`` (deterministic
+16-dim vectors from a hash of each input) and ``GET /v1/models``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,22 @@ from typing import Any
 
 from aiohttp import web
 
-Responder = Callable[[dict[str, Any]], "str | Reply"]
+__all__ = ["EMBED_DIM", "FakeOpenAI", "Faults", "Reply", "fake_embedding"]
+
+EMBED_DIM = 16
+MALFORMED_BODY = '{"id": "chatcmpl-fake", "object": "chat.completion", "choices": [{"mess'
 
 
 @dataclass
 class Reply:
+    """One scripted or computed answer to a chat request.
+
+    ``prompt_tokens`` defaults to the word count of all request messages and
+    ``completion_tokens`` to the word count of ``content``. A non-200 ``status``
+    answers an OpenAI-style error body; ``raw_body`` is sent verbatim (with
+    ``status``) for malformed-body tests; ``delay_s`` overrides the server latency.
+    """
+
     content: str = ""
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
@@ -35,8 +50,18 @@ class Reply:
     delay_s: float | None = None
 
 
+Responder = Callable[[dict[str, Any]], "str | Reply"]
+
+
 @dataclass
 class Faults:
+    """Probabilities of injected faults, drawn once per unscripted chat request.
+
+    A 429 carries ``Retry-After: retry_after`` when that is set; a hang waits
+    ``hang_s`` (or until the server stops) before answering 504; a malformed reply
+    is a 200 with a truncated JSON body.
+    """
+
     p_429: float = 0.0
     p_500: float = 0.0
     p_hang: float = 0.0
@@ -45,21 +70,48 @@ class Faults:
     hang_s: float = 30.0
 
 
-def _echo(req: dict[str, Any]) -> str:
-    return str(req["messages"][-1]["content"]) if req.get("messages") else ""
+def _last_user(req: dict[str, Any]) -> str:
+    msgs = req.get("messages") or []
+    users = [m for m in msgs if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1].get("content", "")) if users else ""
 
 
 def _words(req: dict[str, Any]) -> int:
-    return sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
+    msgs = req.get("messages") or []
+    return sum(len(str(m.get("content", "")).split()) for m in msgs if isinstance(m, dict))
+
+
+def fake_embedding(text: str) -> list[float]:
+    """The (unnormalised) vector the fake server returns for ``text``."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return [(b - 127.5) / 127.5 for b in digest[:EMBED_DIM]]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": "fake_error", "param": None, "code": str(status)}}
+    return web.json_response(body, status=status, headers=headers)
 
 
 class FakeOpenAI:
+    """A fake OpenAI-compatible endpoint (see the module docstring).
+
+    Attributes:
+        requests: every chat request body, in arrival order.
+        auth_headers: the ``Authorization`` header of every chat request.
+        stats: count of answers by kind: ``"ok"``, ``"429"``, ``"500"``, ``"hang"``,
+            ``"malformed"`` (scripted error statuses count under their number).
+        max_in_flight: the most chat requests handled at the same time.
+        reverse_embeddings: answer embedding items in reverse order (each keeps
+            its ``index``), to check that clients sort by index.
+    """
+
     def __init__(
         self, responder: Responder | None = None, *, latency_s: float = 0.0, faults: Faults | None = None, seed: int = 0
     ) -> None:
-        self.responder = responder or _echo
+        self.responder: Responder = responder or _last_user
         self.latency_s = latency_s
         self.faults = faults or Faults()
+        self.reverse_embeddings = False
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: list[str | Reply] = []
@@ -71,14 +123,16 @@ class FakeOpenAI:
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
+        self._start_error: BaseException | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def script(self, replies: list[str | Reply]) -> None:
+        """Queues replies, answered in order before the responder is asked (and
+        before any fault is drawn)."""
         with self._lock:
             self._script.extend(replies)
 
@@ -86,22 +140,32 @@ class FakeOpenAI:
         with self._lock:
             self.stats[kind] = self.stats.get(kind, 0) + 1
 
+    async def _sleep(self, seconds: float) -> None:
+        """Sleeps, but returns early when the server stops."""
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
     # ------------------------------------------------------------------ handlers
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "request body is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "request body is not a JSON object")
         with self._lock:
             self.requests.append(body)
             self.auth_headers.append(request.headers.get("Authorization", ""))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             scripted = self._script.pop(0) if self._script else None
-            roll = self._rng.random()
+            roll = self._rng.random() if scripted is None else 1.0
         try:
-            f = self.faults
             if scripted is None:
-                edges = [("429", f.p_429), ("500", f.p_500), ("hang", f.p_hang), ("malformed", f.p_malformed)]
+                f = self.faults
                 acc = 0.0
-                for kind, p in edges:
+                for kind, p in (("429", f.p_429), ("500", f.p_500), ("hang", f.p_hang), ("malformed", f.p_malformed)):
                     acc += p
                     if roll < acc:
                         return await self._fault(kind)
@@ -109,80 +173,87 @@ class FakeOpenAI:
             if isinstance(reply, str):
                 reply = Reply(content=reply)
             delay = self.latency_s if reply.delay_s is None else reply.delay_s
-            if delay:
-                await asyncio.sleep(delay)
+            if delay > 0:
+                await self._sleep(delay)
             if reply.raw_body is not None:
                 self._count("malformed")
-                return web.Response(status=reply.status, text=reply.raw_body, content_type="application/json")
+                return web.Response(
+                    status=reply.status, text=reply.raw_body, content_type="application/json", headers=reply.headers
+                )
             if reply.status != 200:
                 self._count(str(reply.status))
-                return web.json_response(
-                    {"error": {"message": f"scripted {reply.status}", "type": "test"}},
-                    status=reply.status,
-                    headers=reply.headers,
-                )
+                return _error(reply.status, f"scripted {reply.status}", reply.headers)
             self._count("ok")
-            p_in = reply.prompt_tokens if reply.prompt_tokens is not None else _words(body)
-            p_out = reply.completion_tokens if reply.completion_tokens is not None else len(reply.content.split())
-            return web.json_response(
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model", "fake-model"),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": reply.content},
-                            "finish_reason": reply.finish_reason,
-                        }
-                    ],
-                    "usage": {"prompt_tokens": p_in, "completion_tokens": p_out, "total_tokens": p_in + p_out},
-                },
-                headers=reply.headers,
-            )
+            return web.json_response(self._completion(body, reply), headers=reply.headers)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
+    @staticmethod
+    def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        p_in = reply.prompt_tokens if reply.prompt_tokens is not None else _words(body)
+        p_out = reply.completion_tokens if reply.completion_tokens is not None else len(reply.content.split())
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model") or "fake-model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {"prompt_tokens": p_in, "completion_tokens": p_out, "total_tokens": p_in + p_out},
+        }
+
     async def _fault(self, kind: str) -> web.StreamResponse:
         self._count(kind)
         if kind == "429":
-            headers = {"Retry-After": self.faults.retry_after} if self.faults.retry_after else {}
-            return web.json_response({"error": {"message": "rate limited"}}, status=429, headers=headers)
+            headers = {"Retry-After": self.faults.retry_after} if self.faults.retry_after is not None else None
+            return _error(429, "rate limited", headers)
         if kind == "500":
-            return web.json_response({"error": {"message": "internal"}}, status=500)
+            return _error(500, "internal error")
         if kind == "malformed":
-            return web.Response(status=200, text='{"id": "x", "choices": [{"mess', content_type="application/json")
-        assert self._stopping is not None
-        # hang: never answer (until the client gives up or the server stops)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=self.faults.hang_s)
-        return web.json_response({"error": {"message": "hung"}}, status=504)
+            return web.Response(status=200, text=MALFORMED_BODY, content_type="application/json")
+        # hang: no answer until the client gives up, hang_s passes, or the server stops
+        await self._sleep(self.faults.hang_s)
+        return _error(504, "hung")
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = []
-        for i, text in enumerate(inputs):
-            digest = hashlib.sha256(str(text).encode()).digest()
-            vec = [(b - 127.5) / 127.5 for b in digest[:16]]
-            data.append({"object": "embedding", "index": i, "embedding": vec})
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "request body is not JSON")
+        raw = body.get("input") if isinstance(body, dict) else None
+        if raw is None:
+            return _error(400, "missing input")
+        inputs = raw if isinstance(raw, list) else [raw]
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(str(text))} for i, text in enumerate(inputs)
+        ]
+        if self.reverse_embeddings:
+            data.reverse()
         n = sum(len(str(t).split()) for t in inputs)
         return web.json_response(
             {
                 "object": "list",
                 "data": data,
-                "model": body.get("model"),
+                "model": str(body.get("model") or "fake-model"),
                 "usage": {"prompt_tokens": n, "total_tokens": n},
             }
         )
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "tests"}]}
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeOpenAI:
+        if self._thread is not None:
+            return self
         ready = threading.Event()
 
         async def serve() -> None:
@@ -190,34 +261,48 @@ class FakeOpenAI:
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_post("/v1/embeddings", self._embeddings)
             app.router.add_get("/v1/models", self._models)
-            self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._stopping = asyncio.Event()
-            ready.set()
-            await self._stopping.wait()
-            await self._runner.cleanup()
+            runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                server = site._server
+                assert server is not None
+                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                self._stopping = asyncio.Event()
+                ready.set()
+                await self._stopping.wait()
+            finally:
+                await runner.cleanup()
 
         def main() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(serve())
-            self._loop.close()
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as e:  # surfaced by start() if it failed before ready
+                self._start_error = e
+            finally:
+                ready.set()
+                loop.close()
 
         self._thread = threading.Thread(target=main, daemon=True, name="fake-openai")
         self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake OpenAI server did not start")
+        if not ready.wait(10) or self._stopping is None:
+            self._thread = None
+            raise RuntimeError(f"fake OpenAI server did not start: {self._start_error!r}")
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join(timeout=10)
-            self._thread = None
+        """Stops the server; hanging and delayed requests are released at once.
+        Safe to call twice."""
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        self._thread = None
+        if thread is None or loop is None or stopping is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout=10)
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()

@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := quickstart-$(shell date +%Y%m%d-%H%M%S)
+# The report test renders HTML in headless Chromium: Debian's package.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup run test lint clean
 
@@ -21,6 +24,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
+
 run: $(STAMP)
 	$(BIN)/qdsearch run experiments/quickstart.toml --name $(RUN)
 	$(BIN)/qdsearch export archives/$(RUN) --format jsonl
@@ -31,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check qdsearch tests
 	$(BIN)/mypy qdsearch
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:

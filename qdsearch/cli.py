@@ -1,4 +1,4 @@
-"""Command line: ``qdsearch run | resume | export | operators | serve``.
+"""Command line: ``qdsearch run | resume | export | operators | serve | report | measure | world``.
 
 The CLI is the edge where configs are read, the endpoint is started, progress is
 drawn and errors become messages and exit codes.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import signal
 import sys
 import time
@@ -20,6 +21,10 @@ from typing import Any
 from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, load_config
 
 __all__ = ["main"]
+
+# Modules that add their own subcommand through ``register(subparsers)``; each
+# keeps its heavy imports inside its command function, so ``--help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UserError(Exception):
@@ -243,6 +248,22 @@ def cmd_operators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from qdsearch.report import build_report
+    from qdsearch.store import RunStore
+
+    factory = None
+    if not args.no_qdc:
+
+        def factory() -> Any:
+            from qdsearch.descriptors.embedding import make_embedder
+
+            return make_embedder(RunStore.open(args.run_dir, write=False).cfg.embedding)
+
+    print(build_report(args.run_dir, args.out, embedder_factory=factory))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from qdsearch.llm import LocalModelServer
 
@@ -294,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int)
     v.add_argument("--n-ctx", type=int, default=2048)
     v.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("report", help="write an HTML report (heatmaps, curves, operators, QDC table) of a run")
+    t.add_argument("run_dir")
+    t.add_argument("--out", help="output folder (default: RUN/report)")
+    t.add_argument("--no-qdc", action="store_true", help="skip the quality/diversity/complexity table")
+    t.set_defaults(func=cmd_report)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 

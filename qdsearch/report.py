@@ -1,0 +1,362 @@
+"""A campaign report: one self-contained HTML file plus PNGs.
+
+``build_report(run_dir)`` replays the run's event log (the source of truth, so the
+report never lags a snapshot) and writes ``<run>/report/``::
+
+    index.html            everything below, images inlined (no server, no network)
+    heatmap_c_t<k>.png    best quality per (complexity, topic axis k) cell
+    heatmap_t1_t2.png     best quality per (topic 1, topic 2) cell (2+ topic axes)
+    curves.png            QD-score, coverage, calls' tokens and cost against LLM calls
+
+The HTML also holds the summary counters, reject reasons, the operator table, the
+best elites of each complexity band and the quality/diversity/complexity table of
+the export (the elites) versus the seeds (:mod:`qdsearch.measure`). All sample text
+is HTML-escaped: a child's text is data and never markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qdsearch.archive import COMPLEXITY_RANGE, add_sample, make_archive
+from qdsearch.campaign import Counters, sample_of
+from qdsearch.config import CampaignConfig
+from qdsearch.stats import operator_table
+from qdsearch.store import RunStore, StoreError, atomic_write
+
+__all__ = ["Trace", "build_report", "trace_run"]
+
+
+@dataclass
+class Trace:
+    """A campaign's progress, event by event, rebuilt from its log.
+
+    Attributes:
+        rows: one dict per logged seed/child: calls, tokens, cost_usd, children,
+            elites, coverage, qd_score (after that event).
+        counters: the totals at the end.
+        elites: the final elites (as :func:`qdsearch.archive.elites_frame`).
+        seeds: the seed records (instruction, input, response, quality, complexity).
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+    elites: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seeds: list[dict[str, Any]] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def trace_run(cfg: CampaignConfig, centroids: np.ndarray | None, events: Iterable[dict[str, Any]]) -> Trace:
+    """Replays ``events`` into a fresh archive, recording the curves on the way."""
+    from qdsearch.archive import elites_frame
+
+    archive = make_archive(cfg.archive, centroids)
+    tr = Trace()
+    for ev in events:
+        tr.counters.update(ev)
+        kind = ev.get("type")
+        if kind not in ("seed", "child"):
+            continue
+        if kind == "seed":
+            tr.seeds.append(
+                {
+                    "instruction": ev["instruction"],
+                    "input": ev["input"],
+                    "response": ev["response"],
+                    "quality": ev["quality"],
+                    "complexity": ev["complexity"],
+                }
+            )
+        if ev["status"] == "accepted":
+            add_sample(archive, sample_of(ev), ev["quality"], np.asarray(ev["measures"]), ev["complexity"])
+        st = archive.stats
+        c = tr.counters
+        tr.rows.append(
+            {
+                "calls": c.calls,
+                "tokens": c.tokens,
+                "cost_usd": c.cost_usd,
+                "children": c.children,
+                "elites": int(st.num_elites),
+                "coverage": float(st.coverage),
+                "qd_score": float(st.qd_score),
+            }
+        )
+    tr.elites = elites_frame(archive)
+    return tr
+
+
+# --------------------------------------------------------------------------- figures
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _projected_heatmap(
+    elites: pd.DataFrame,
+    axes: tuple[int, int],
+    ranges: list[tuple[float, float]],
+    bins: tuple[int, int],
+    labels: tuple[str, str],
+    title: str,
+) -> bytes:
+    """Best quality per cell of a 2-D grid over two of the measure axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ribs.archives import GridArchive
+    from ribs.visualize import grid_archive_heatmap
+
+    grid = GridArchive(solution_dim=0, dims=list(bins), ranges=[ranges[axes[0]], ranges[axes[1]]])
+    if len(elites):
+        m = np.asarray(elites["measures"].tolist(), dtype=float)[:, list(axes)]
+        q = elites["quality"].to_numpy(dtype=float)
+        order = np.argsort(q)  # pyribs keeps the best within a batch anyway; this keeps it simple
+        grid.add(np.zeros((len(q), 0)), q[order], m[order])
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    grid_archive_heatmap(grid, ax=ax, vmin=1.0, vmax=10.0, cmap="viridis")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title)
+    return _png(fig)
+
+
+def heatmaps(cfg: CampaignConfig, elites: pd.DataFrame) -> dict[str, bytes]:
+    """PNG heatmaps of the archive: complexity x each topic axis, and topic 1 x topic 2.
+
+    A grid archive of more than two measures (and any CVT archive) is shown through
+    these 2-D projections, each cell holding the best elite that falls into it.
+    """
+    a = cfg.archive
+    ranges = [COMPLEXITY_RANGE] + [(-a.topic_range, a.topic_range)] * a.topic_dims
+    out: dict[str, bytes] = {}
+    for k in range(1, a.topic_dims + 1):
+        out[f"heatmap_c_t{k}.png"] = _projected_heatmap(
+            elites, (0, k), ranges, (a.complexity_bins, a.topic_bins), ("complexity", f"topic {k}"),
+            f"best quality: complexity x topic {k}",
+        )  # fmt: skip
+    if a.topic_dims >= 2:
+        out["heatmap_t1_t2.png"] = _projected_heatmap(
+            elites, (1, 2), ranges, (a.topic_bins, a.topic_bins), ("topic 1", "topic 2"), "best quality: topic 1 x 2"
+        )
+    return out
+
+
+def curves(frame: pd.DataFrame) -> bytes:
+    """QD-score, coverage, tokens and cost against cumulative LLM calls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 4, figsize=(15, 3.3))
+    specs = [("qd_score", "QD-score"), ("coverage", "coverage"), ("tokens", "tokens"), ("cost_usd", "cost (USD)")]
+    for ax, (col, label) in zip(axs, specs, strict=True):
+        if len(frame):
+            ax.plot(frame["calls"], frame[col], lw=1.6)
+        ax.set_xlabel("LLM calls")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- html
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;font-size:.9em;margin:8px 0}th,td{border:1px solid #ddd;padding:4px 8px;
+vertical-align:top;text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.figs img{max-width:100%;margin:4px;border:1px solid #eee}.text{white-space:pre-wrap;max-width:520px}
+.muted{color:#777}.kpi{display:inline-block;margin:0 18px 8px 0}.kpi b{font-size:1.3em;display:block}
+"""
+
+# Marks the page as rendered once every image has decoded (checked by the tests).
+_SCRIPT = """
+window.addEventListener('load',function(){var imgs=[].slice.call(document.images);
+var ok=imgs.length>0&&imgs.every(function(i){return i.complete&&i.naturalWidth>0});
+document.body.setAttribute('data-rendered',ok?'ok':'broken-images')});
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _table(df: pd.DataFrame, *, text_cols: Iterable[str] = ()) -> str:
+    if df is None or not len(df):
+        return '<p class="muted">none</p>'
+    text = set(text_cols)
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = r[c]
+            if isinstance(v, float):
+                cells.append(f'<td class="num">{v:.4g}</td>')
+            elif isinstance(v, int | np.integer):
+                cells.append(f'<td class="num">{v}</td>')
+            else:
+                cls = ' class="text"' if c in text else ""
+                cells.append(f"<td{cls}>{_e(v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _img(name: str, data: bytes) -> str:
+    return f'<img alt="{_e(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def best_per_band(elites: pd.DataFrame, bands: int, top: int = 3) -> pd.DataFrame:
+    """The ``top`` best elites of each complexity band (equal-width bands of [1, 10])."""
+    if not len(elites):
+        return pd.DataFrame()
+    lo, hi = COMPLEXITY_RANGE
+    edges = np.linspace(lo, hi, bands + 1)
+    band = np.clip(np.searchsorted(edges, elites["complexity"].to_numpy(float), side="right") - 1, 0, bands - 1)
+    df = elites.assign(band=[f"{edges[b]:.1f}-{edges[b + 1]:.1f}" for b in band], _b=band)
+    df = df.sort_values(["_b", "quality"], ascending=[False, False]).groupby("_b", sort=False).head(top)
+    cut = 400
+
+    def short(s: str) -> str:
+        return s if len(s) <= cut else s[: cut - 1] + "…"
+
+    return pd.DataFrame(
+        {
+            "complexity band": df["band"],
+            "quality": df["quality"].astype(float),
+            "complexity": df["complexity"].astype(float),
+            "operator": df["operator"],
+            "instruction": [
+                short(a + ("\n\n" + b if b else "")) for a, b in zip(df["instruction"], df["input"], strict=True)
+            ],
+            "response": [short(s) for s in df["response"]],
+        }
+    )
+
+
+def _qdc_section(tr: Trace, embedder_factory: Callable[[], Any] | None) -> str:
+    if embedder_factory is None:
+        return '<p class="muted">skipped (--no-qdc)</p>'
+    from qdsearch.measure import format_table, measure_dataset
+
+    export = [
+        {"instruction": r.instruction, "input": r.input, "response": r.response, "quality": r.quality,
+         "complexity": r.complexity}
+        for r in tr.elites.itertuples()
+    ]  # fmt: skip
+    seeds = [s for s in tr.seeds if s["quality"] is not None] or tr.seeds
+    try:
+        emb = embedder_factory()
+        results = {
+            "export (elites)": measure_dataset(export, emb),
+            "seeds": measure_dataset(seeds, emb),
+        }
+    except Exception as e:  # the report still renders without this table
+        return f'<p class="muted">QDC table not computed: {_e(type(e).__name__)}: {_e(e)}</p>'
+    return f"<pre>{_e(format_table(results))}</pre>"
+
+
+def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_html: str, state: dict[str, Any]) -> str:
+    c = tr.counters
+    last = tr.rows[-1] if tr.rows else {}
+    kpis = [
+        ("QD-score", f"{last.get('qd_score', 0.0):.1f}"),
+        ("coverage", f"{last.get('coverage', 0.0):.3f}"),
+        ("elites", str(last.get("elites", 0))),
+        ("seeds", f"{c.seeds_accepted}/{c.seeds}"),
+        ("children", str(c.children)),
+        ("accepted", str(c.accepted)),
+        ("new cells", str(c.new_cells)),
+        ("improvements", str(c.improvements)),
+        ("LLM calls", f"{c.calls} ({c.failed_calls} failed)"),
+        ("tokens", str(c.tokens)),
+        ("cost", f"${c.cost_usd:.4f}"),
+        ("wall time", f"{c.wall_s:.0f} s"),
+    ]
+    rejects = pd.DataFrame(
+        sorted(c.rejects.items(), key=lambda kv: (-kv[1], kv[0])), columns=["reject reason", "children"]
+    )
+    a = cfg.archive
+    cells = a.cvt_cells if a.kind == "cvt" else a.complexity_bins * a.topic_bins**a.topic_dims
+    heat = "".join(_img(n, d) for n, d in images.items() if n.startswith("heatmap"))
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>qdsearch report: {_e(cfg.run.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>qdsearch report: {_e(cfg.run.name)}</h1>",
+        f"<p class='muted'>model {_e(cfg.endpoint.model or 'embedded')} · archive {_e(a.kind)} with {cells} cells "
+        f"(complexity × {a.topic_dims} topic axes) · stop: {_e(state.get('stop_reason', '') or 'n/a')} · "
+        f"generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
+        "<div>" + "".join(f"<span class='kpi'><b>{_e(v)}</b>{_e(k)}</span>" for k, v in kpis) + "</div>",
+        "<h2>Archive</h2><p class='muted'>Each cell shows the best judged quality among the elites that fall "
+        "into it when the archive is projected onto two of its measures; white cells are empty.</p>",
+        f"<div class='figs'>{heat}</div>",
+        "<h2>Progress against LLM calls</h2>",
+        f"<div class='figs'>{_img('curves.png', images['curves.png'])}</div>",
+        "<h2>Operators</h2>",
+        _table(operator_table(c.ops), text_cols=["top_rejects"]),
+        "<h2>Reject reasons</h2>",
+        _table(rejects),
+        "<h2>Best elites per complexity band</h2>",
+        _table(best_per_band(tr.elites, a.complexity_bins), text_cols=["instruction", "response"]),
+        "<h2>Quality, diversity and complexity: export vs seeds</h2>",
+        qdc_html,
+        f"<script>{_SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def build_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    embedder_factory: Callable[[], Any] | None = None,
+) -> Path:
+    """Writes the report of a run; returns the path of ``index.html``.
+
+    Args:
+        run_dir: the campaign folder.
+        out_dir: where to write (default ``<run_dir>/report``).
+        embedder_factory: makes the embedder for the QDC table; None skips the table.
+
+    Raises:
+        StoreError: not a run folder, or the run has no archive yet.
+    """
+    store = RunStore.open(run_dir, write=False)
+    frozen = store.load_projection()
+    if frozen is None:
+        raise StoreError(f"{store.path}: the campaign has no archive yet (its seed phase did not finish)")
+    tr = trace_run(store.cfg, frozen[1], store.events())
+    state_path = store.path / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    images = heatmaps(store.cfg, tr.elites)
+    images["curves.png"] = curves(tr.frame())
+    out = Path(out_dir) if out_dir is not None else store.path / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"{out}: cannot create report folder ({e.strerror or e})") from None
+    for name, data in images.items():
+        atomic_write(out / name, data)
+    page = render_html(store.cfg, tr, images, _qdc_section(tr, embedder_factory), state)
+    atomic_write(out / "index.html", page.encode())
+    return out / "index.html"

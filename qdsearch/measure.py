@@ -636,8 +636,9 @@ def measure_dataset(
         rng_seed: seeds the subsample and the clustering.
 
     Returns:
-        A flat dict: metric key -> float, int, str, or None for n/a. Pairwise
-        metrics of a single record are None.
+        A flat dict: metric key -> float, int, str, or None for n/a (pairwise
+        metrics of a single record are None), plus ``failure_reasons``: judge and
+        tagging failure reason -> count (empty without judging; not in the table).
 
     Raises:
         ValueError: no records, or an embedder answer of the wrong shape.
@@ -656,13 +657,16 @@ def measure_dataset(
     complexity: list[float] = []
     tags: list[float] = []
     judge_failures = tag_failures = 0
+    reasons: dict[str, int] = {}
     tagged = False
     if judge_fn is not None:
         results = judge_fn(records)
         if len(results) != n:
             raise ValueError(f"the judge returned {len(results)} results for {n} records")
         for res in results:
-            fails = list(res.get("failed") or [])
+            fails = [str(f) for f in res.get("failed") or []]
+            for f in fails:
+                reasons[f] = reasons.get(f, 0) + 1
             judge_failures += sum(1 for f in fails if not str(f).startswith("tags"))
             tag_failures += sum(1 for f in fails if str(f).startswith("tags"))
             if res.get("quality") is not None:
@@ -713,6 +717,7 @@ def measure_dataset(
     out["tags_mean"] = tag_summary["tags_mean"]
     out["tags_p50"] = tag_summary["tags_p50"]
     out["tag_failures"] = tag_failures if tagged else None
+    out["failure_reasons"] = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     return out
 
 

@@ -373,6 +373,20 @@ def test_loader_raises_nothing_but_measure_error(lines: list[str]) -> None:
         assert r["quality"] is None or math.isfinite(r["quality"])
 
 
+@PROPS
+@given(st.binary(max_size=200))
+def test_load_records_on_arbitrary_bytes_raises_nothing_but_measure_error(data: bytes) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.jsonl"
+        p.write_bytes(data)
+        try:
+            load_records(p)
+        except MeasureError as e:
+            assert str(e).startswith(str(p))
+
+
 # --------------------------------------------------------------------------- measure_dataset and the table
 
 
@@ -397,7 +411,7 @@ def test_measure_dataset_with_fields_and_no_judge() -> None:
     assert m["judge_failures"] is None and m["tags_mean"] is None
     assert m == measure_dataset(RECORDS, HashEmbedder(), threshold=5.0)  # deterministic
     keys = {k for items in METRICS.values() for k, _, _ in items}
-    assert keys == set(m)
+    assert keys | {"failure_reasons"} == set(m) and m["failure_reasons"] == {}
 
 
 def test_measure_dataset_quality_is_na_when_a_record_has_none() -> None:
@@ -427,6 +441,7 @@ def test_measure_dataset_with_an_injected_judge_counts_failures() -> None:
     assert m["complexity_mean"] == pytest.approx(2.0)
     assert m["tags_mean"] == pytest.approx(2.0) and m["tags_p50"] == pytest.approx(2.0)
     assert m["judge_failures"] == 1 and m["tag_failures"] == 1
+    assert m["failure_reasons"] == {"judge_not_json": 1, "tags_bad_tag": 1}
 
 
 def test_format_table_is_side_by_side_with_na() -> None:
@@ -510,6 +525,17 @@ def test_cli_table_and_json_without_judging(tmp_path: Path, capsys: pytest.Captu
     assert seeds["vendi"] > dups["vendi"] and seeds["near_duplicates"] == 0.0
 
 
+def test_cli_names_columns_by_file_name_unless_ambiguous(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sub").mkdir()
+    a, b = tmp_path / "a.jsonl", tmp_path / "sub" / "a.jsonl"
+    for p in (a, b):
+        p.write_text(json.dumps({"instruction": f"Task in {p.parent.name}"}) + "\n")
+    assert cmd_measure(_parse(["measure", str(a), "--vs", str(b), "--no-judge", "--json"])) == 0
+    assert list(json.loads(capsys.readouterr().out)) == [str(a), str(b)]
+    assert cmd_measure(_parse(["measure", str(a), "--vs", str(a), "--no-judge", "--json"])) == 0
+    assert list(json.loads(capsys.readouterr().out)) == [f"1:{a}", f"2:{a}"]
+
+
 def test_cli_user_errors_are_value_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "ok"}\n{"instruction": \n')
@@ -551,6 +577,7 @@ def test_cli_judges_against_an_endpoint(tmp_path: Path, fake_openai: Any, capsys
     assert m["quality_p10"] == pytest.approx(3.5) and m["quality_p90"] == pytest.approx(7.5)
     assert m["quality_below"] == pytest.approx(0.5)
     assert m["judge_failures"] == 1 and m["complexity_mean"] == pytest.approx(2.0)
+    assert m["failure_reasons"] == {"judge_not_json": 1}
     assert m["tags_mean"] == pytest.approx((1 + 2 + 1 + 2) / 4) and m["tag_failures"] == 0
     # two attempts for the broken verdict, one for each other verdict, one tagging call each
     assert len(srv.requests) == 2 + 3 + 4

@@ -24,7 +24,7 @@ __all__ = ["main"]
 
 # Modules that add their own subcommand through ``register(subparsers)``; each
 # keeps its heavy imports inside its command function, so ``--help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure",)
 
 
 class UserError(Exception):

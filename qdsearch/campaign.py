@@ -481,7 +481,11 @@ class Campaign:
         self._step()
         if not self._elites:
             reasons = sorted({c.reject for c in cands})
-            raise CampaignError(f"no seed survived responding and judging (reject reasons: {reasons})")
+            first = next((c.detail for c in cands if c.detail), "")
+            raise CampaignError(
+                f"no seed survived responding and judging (reject reasons: {reasons})"
+                + (f"; first: {first}" if first else "")
+            )
 
     async def run(self) -> StepStats:
         """Runs until the budget is spent or :attr:`stop_requested` is set.

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import shutil
 import signal
 import sys
 import time
@@ -196,10 +197,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{cfg.seeds.path}: {len(seeds)} seeds; archive.topic_dims = {cfg.archive.topic_dims} needs at least {cfg.archive.topic_dims + 1}"
         )
+    from qdsearch.campaign import CampaignError
+
     store = RunStore.create(cfg)
     try:
         print(f"run folder: {store.path}", file=sys.stderr)
         return _execute(store, seeds, ray_address=args.ray_address, quiet=args.quiet, resume=False)
+    except CampaignError as e:
+        # A campaign that never got an elite (a refused key, a dead endpoint) leaves no
+        # half-made run folder behind: the same command can be run again as it is.
+        if not any(ev.get("status") == "accepted" for ev in store.events()):
+            store.close()
+            shutil.rmtree(store.path, ignore_errors=True)
+            raise CampaignError(f"{e} (nothing was accepted; run folder {store.path} removed)") from None
+        raise
     finally:
         store.close()
 

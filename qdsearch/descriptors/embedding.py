@@ -61,7 +61,14 @@ class SentenceTransformerEmbedder:
         path = model or default_model_path()
         self.model_name = path
         self.batch_size = batch_size
-        self._model: Any = SentenceTransformer(path, device="cpu")
+        try:
+            self._model: Any = SentenceTransformer(path, device="cpu")
+        except (OSError, ValueError) as e:  # not a local model folder: it would need the hub, which is off
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise FileNotFoundError(
+                f"embedding.model: cannot load the sentence-transformers model {path!r} offline "
+                f"(give a local model folder, or leave it empty for all-MiniLM-L6-v2): {first}"
+            ) from None
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 0)
 

@@ -32,6 +32,7 @@ run: $(STAMP)
 	$(BIN)/qdsearch run experiments/quickstart.toml --name $(RUN)
 	$(BIN)/qdsearch export archives/$(RUN) --format jsonl
 	$(BIN)/qdsearch operators archives/$(RUN)
+	$(BIN)/qdsearch report archives/$(RUN)
 
 lint: $(STAMP)
 	$(BIN)/ruff check qdsearch tests experiments

@@ -115,6 +115,7 @@ STEPS: tuple[str, ...] = (
     "draw the conclusion",
 )
 _STEP_INTRO = "Show the reasoning in numbered steps."
+_LEAD_INS: tuple[str, ...] = ("", "", "Also: ", "Note: ", "Please: ", "In addition: ", "Importantly: ")
 
 DETAILS: tuple[str, ...] = (
     "Set it in a small coastal town.",
@@ -325,12 +326,13 @@ def _record(k: int) -> str:
 def render(latent: Latent) -> tuple[str, str]:
     """The (instruction, input) the world writes for ``latent``.
 
-    Clause order is a fixed shuffle derived from the whole state, so any change of
-    state rewrites the text noticeably (as an LLM would), not just at one spot.
+    Clause order and sentence lead-ins are drawn from a hash of the whole state, so
+    any change of state rewrites the text noticeably (as a model would), not just at
+    one spot, and the engine's near-copy rule does not reject it.
     """
-    order = hash_rng("clause-order", latent.words, latent.clauses, latent.steps, latent.details, latent.opener)
+    rng = hash_rng("render", latent.words, latent.clauses, latent.steps, latent.details, latent.data, latent.opener)
     clauses = [CLAUSES[i] for i in latent.clauses]
-    clauses = [clauses[int(i)] for i in order.permutation(len(clauses))]
+    clauses = [clauses[int(i)] for i in rng.permutation(len(clauses))]
     parts = [f"{OPENERS[latent.opener]} {_phrase(latent.words)}."]
     parts += [DETAILS[i] for i in latent.details]
     parts += clauses
@@ -339,6 +341,9 @@ def render(latent: Latent) -> tuple[str, str]:
         parts += [f"Step {k}: {STEPS[k - 1]}." for k in range(1, latent.steps + 1)]
     if latent.data:
         parts.append("Use the records in the input.")
+    # A lead-in per sentence, redrawn for every state: a changed task reads differently
+    # throughout, as a rewrite by a model would, not just where the change is.
+    parts = [parts[0]] + [f"{_LEAD_INS[int(rng.integers(len(_LEAD_INS)))]}{p}" for p in parts[1:]]
     inp = "\n".join(_record(k) for k in range(1, latent.data + 1))
     return " ".join(parts), inp
 

@@ -36,6 +36,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,10 @@ from qdsearch.types import Candidate, Sample
 ROOT = Path(__file__).resolve().parents[1]
 EVOL = [op.name for op in EVOL_OPERATORS]
 ALL_OPS = [*EVOL, "answer_augmentation", "question_rephrase", "new_question", "crossover", "directional"]
-METHODS = ("qdsearch", "evol_instruct", "new_question")
+# MAP-Elites variants: method -> operator selection.
+MAP_ELITES = {"qdsearch": "ucb", "uniform": "fixed"}
+METHODS = ("qdsearch", "uniform", "evol_instruct", "new_question", "novelty")
+DEFAULT_METHODS = ("qdsearch", "evol_instruct", "new_question")
 
 
 class ListSink:
@@ -97,33 +101,73 @@ async def seed_phase(cfg: CampaignConfig, seeds: list[Sample], embedder: Embedde
     return sink
 
 
-async def run_qdsearch(
-    cfg: CampaignConfig, shared: ListSink, embedder: Embedder, endpoint: Any, budget: int
-) -> list[dict[str, Any]]:
-    """Child events of a MAP-Elites campaign resumed from the shared seed phase."""
+@dataclass
+class Item:
+    """One child of a method, in completion order.
+
+    Attributes:
+        calls: the LLM calls it counts against the budget.
+        sample: the child.
+        quality, complexity: the judge's verdict (None: not judged).
+        measures: its archive measures when known (None: computed when scored).
+        kept: part of the method's output dataset.
+    """
+
+    calls: int
+    sample: Sample
+    quality: float | None
+    complexity: float | None
+    measures: np.ndarray | None
+    kept: bool
+
+
+async def run_map_elites(
+    cfg: CampaignConfig, shared: ListSink, embedder: Embedder, endpoint: Any, budget: int, selection: str
+) -> list[Item]:
+    """A MAP-Elites campaign resumed from the shared seed phase (every call of a child counts)."""
     seed_calls = sum(len(e["calls"]) for e in shared.events if e.get("type") == "seed")
     b = dataclasses.replace(cfg.budget, max_calls=seed_calls + budget + 6, max_children=0)
+    ops = dataclasses.replace(cfg.operators, selection=selection)
     sink = ListSink()
     runtime = InProcessRuntime(cfg, endpoint)
     campaign = Campaign(
-        dataclasses.replace(cfg, budget=b), [], runtime, embedder, sink, events=shared.events, frozen=shared.frozen
-    )
+        dataclasses.replace(cfg, budget=b, operators=ops), [], runtime, embedder, sink,
+        events=shared.events, frozen=shared.frozen,
+    )  # fmt: skip
     try:
         await campaign.run()
     finally:
         await runtime.close()
-    return [e for e in sink.events if e.get("type") == "child"]
+    return [
+        Item(len(e["calls"]), sample_of(e), e["quality"], e["complexity"],
+             None if e["measures"] is None else np.asarray(e["measures"]), e["status"] == "accepted")
+        for e in sink.events
+        if e.get("type") == "child"
+    ]  # fmt: skip
 
 
 async def run_pool(
-    cfg: CampaignConfig, seeds: list[Sample], endpoint: Any, budget: int, mode: str, rng: np.random.Generator
-) -> list[Candidate]:
-    """An archive-free baseline; returns its candidates in completion order."""
+    cfg: CampaignConfig,
+    seeds: list[Sample],
+    endpoint: Any,
+    budget: int,
+    mode: str,
+    rng: np.random.Generator,
+    embedder: Embedder | None = None,
+    novelty_threshold: float = 0.9,
+) -> list[Item]:
+    """An archive-free baseline (``evol_instruct``, ``new_question`` or ``novelty``).
+
+    Only generation calls (operator + respond) count; judging is evaluation.
+    ``novelty`` keeps a child in its pool when its embedding's cosine similarity to
+    every pool member is below ``novelty_threshold`` (quality is ignored).
+    """
     worker = Worker(
         dataclasses.replace(cfg, operators=dataclasses.replace(cfg.operators, names=tuple(ALL_OPS))), endpoint
     )
     pool = list(seeds)
-    out: list[Candidate] = []
+    pool_vecs = await asyncio.to_thread(embedder.embed, [s.prompt_text() for s in seeds]) if embedder else None
+    out: list[Item] = []
     spent = 0
     n = 0
     pending: set[asyncio.Task[Candidate]] = set()
@@ -131,25 +175,40 @@ async def run_pool(
     try:
         while True:
             while len(pending) < cfg.runtime.in_flight and spent + (len(pending) + 1) * per_child <= budget + per_child:
-                if mode == "evol_instruct":
-                    parent = pool[int(rng.integers(len(pool)))]
-                    op = EVOL[int(rng.integers(len(EVOL)))]
-                    others: tuple[Sample, ...] = ()
-                else:
+                others: tuple[Sample, ...] = ()
+                if mode == "new_question":
                     picks = rng.choice(len(seeds), size=min(5, len(seeds)), replace=False)
                     parent, others, op = seeds[int(picks[0])], tuple(seeds[int(i)] for i in picks[1:]), "new_question"
+                else:
+                    parent = pool[int(rng.integers(len(pool)))]
+                    names = EVOL if mode == "evol_instruct" else [o for o in ALL_OPS if o != "directional"]
+                    op = names[int(rng.integers(len(names)))]
+                    if op in ("new_question", "crossover"):
+                        picks = rng.choice(len(pool), size=min(4, len(pool)), replace=False)
+                        others = tuple(pool[int(i)] for i in picks if pool[int(i)] is not parent)
                 job = Job(f"c{n:07d}", op, parent, others, seed=int(rng.integers(2**31)))
                 n += 1
                 pending.add(asyncio.ensure_future(worker.run(job)))
             if not pending:
                 break
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for t in sorted(done, key=lambda t: t.result().sample.id):
-                cand = t.result()
-                out.append(cand)
-                spent += _counted(cand.calls, judge_counts=False)
-                if mode == "evol_instruct" and _kept(cand):
+            cands = sorted((t.result() for t in done), key=lambda c: c.sample.id)
+            vecs = None
+            if mode == "novelty" and embedder is not None:
+                vecs = await asyncio.to_thread(embedder.embed, [c.sample.prompt_text() for c in cands])
+            for i, cand in enumerate(cands):
+                calls = _counted(cand.calls, judge_counts=False)
+                spent += calls
+                kept = _kept(cand)
+                if kept and mode == "evol_instruct":
                     pool.append(cand.sample)
+                elif kept and mode == "novelty" and vecs is not None and pool_vecs is not None:
+                    kept = float(np.max(pool_vecs @ vecs[i])) < novelty_threshold
+                    if kept:
+                        pool.append(cand.sample)
+                        pool_vecs = np.vstack([pool_vecs, vecs[i][None, :]])
+                j = cand.judgement
+                out.append(Item(calls, cand.sample, j.quality if j else None, j.complexity if j else None, None, kept))
             per_child = max(1.0, spent / len(out))
     finally:
         for t in pending:
@@ -163,37 +222,96 @@ def _kept(cand: Candidate) -> bool:
     return cand.judgement is not None or cand.reject.startswith("judge_")
 
 
-def _cut(items: list[Any], calls_of: Any, budget: int) -> list[Any]:
+def cut(items: list[Item], budget: int) -> list[Item]:
+    """The prefix of ``items`` whose counted calls fit in ``budget``."""
     kept, spent = [], 0
     for it in items:
-        c = calls_of(it)
-        if spent + c > budget:
+        if spent + it.calls > budget:
             break
-        spent += c
+        spent += it.calls
         kept.append(it)
     return kept
 
 
-def score(
+def curve(
     cfg: CampaignConfig,
     frozen: tuple[TopicProjection, np.ndarray | None],
     embedder: Embedder,
-    judged: list[tuple[Sample, float, float, np.ndarray | None]],
-) -> dict[str, float]:
-    """QD-score and coverage of (sample, quality, complexity, measures|None) on the shared grid."""
+    seeds: list[Item],
+    items: list[Item],
+    checkpoints: Sequence[int],
+) -> pd.DataFrame:
+    """QD-score, coverage and elites on the shared grid after ``c`` counted calls, for each checkpoint.
+
+    Every judged sample of the method (seeds included) is inserted, in completion order.
+    """
     proj, centroids = frozen
-    archive = make_archive(cfg.archive, centroids)
-    todo = [i for i, j in enumerate(judged) if j[3] is None]
+    todo = [i for i, it in enumerate(items) if it.quality is not None and it.measures is None]
     if todo:
-        coords = proj.transform(embedder.embed([judged[i][0].prompt_text() for i in todo]))
+        coords = proj.transform(embedder.embed([items[i].sample.prompt_text() for i in todo]))
         for k, i in enumerate(todo):
-            s, q, cx, _ = judged[i]
-            judged[i] = (s, q, cx, np.concatenate([[cx], coords[k]]))
-    for s, q, cx, m in judged:
-        assert m is not None
-        add_sample(archive, s, q, m, cx)
-    st = archive.stats
-    return {"qd_score": float(st.qd_score), "coverage": float(st.coverage), "elites": int(st.num_elites)}
+            cx = items[i].complexity
+            items[i] = dataclasses.replace(items[i], measures=np.concatenate([[cx], coords[k]]))
+    archive = make_archive(cfg.archive, centroids)
+    for it in seeds:
+        assert it.quality is not None and it.complexity is not None and it.measures is not None
+        add_sample(archive, it.sample, it.quality, it.measures, it.complexity)
+    rows, spent, k = [], 0, 0
+    for c in sorted(checkpoints):
+        while k < len(items) and spent + items[k].calls <= c:
+            it = items[k]
+            spent += it.calls
+            if it.quality is not None and it.complexity is not None and it.measures is not None:
+                add_sample(archive, it.sample, it.quality, it.measures, it.complexity)
+            k += 1
+        st = archive.stats
+        rows.append({"calls": c, "qd_score": float(st.qd_score), "coverage": float(st.coverage),
+                     "elites": int(st.num_elites)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def dataset_of(
+    method: str, cfg: CampaignConfig, frozen: Any, seeds: list[Item], items: list[Item]
+) -> list[dict[str, Any]]:
+    """A method's output: MAP-Elites methods export their elites; the others their kept children."""
+    if method not in MAP_ELITES:
+        return [_record(it.sample, it.quality, it.complexity) for it in items if it.kept]
+    archive = make_archive(cfg.archive, frozen[1])
+    for it in seeds + [it for it in items if it.kept]:
+        assert it.quality is not None and it.complexity is not None and it.measures is not None
+        add_sample(archive, it.sample, it.quality, it.measures, it.complexity)
+    d = archive.data()
+    return [
+        {"instruction": d["solution"][i], "input": d["input"][i], "response": d["response"][i],
+         "quality": float(d["objective"][i]), "complexity": float(d["complexity"][i])}
+        for i in range(len(d["index"]))
+    ]  # fmt: skip
+
+
+async def run_method(
+    method: str,
+    cfg: CampaignConfig,
+    shared: ListSink,
+    embedder: Embedder,
+    endpoint: Any,
+    budget: int,
+    rng: np.random.Generator,
+) -> list[Item]:
+    """Runs one method from the shared seed phase; its items cut at ``budget`` counted calls."""
+    if method in MAP_ELITES:
+        items = await run_map_elites(cfg, shared, embedder, endpoint, budget, MAP_ELITES[method])
+    else:
+        seeds = [sample_of(e) for e in shared.events if e.get("type") == "seed" and e["status"] == "accepted"]
+        items = await run_pool(cfg, seeds, endpoint, budget, method, rng, embedder if method == "novelty" else None)
+    return cut(items, budget)
+
+
+def seed_items(shared: ListSink) -> list[Item]:
+    return [
+        Item(0, sample_of(e), e["quality"], e["complexity"], np.asarray(e["measures"]), True)
+        for e in shared.events
+        if e.get("type") == "seed" and e["status"] == "accepted"
+    ]
 
 
 def _record(s: Sample, q: float | None, cx: float | None) -> dict[str, Any]:
@@ -223,60 +341,27 @@ async def main_async(args: argparse.Namespace) -> pd.DataFrame:
         t0 = time.monotonic()
         shared = await seed_phase(cfg, seeds, embedder, endpoint)
         assert shared.frozen is not None
-        seed_ev = [e for e in shared.events if e.get("type") == "seed" and e["status"] == "accepted"]
-        seed_judged = [(sample_of(e), e["quality"], e["complexity"], np.asarray(e["measures"])) for e in seed_ev]
-        seed_samples = [sample_of(e) for e in seed_ev]
-        print(f"seed phase: {len(seed_ev)}/{len(seeds)} seeds judged in {time.monotonic() - t0:.0f}s", file=sys.stderr)
+        seeds_done = seed_items(shared)
+        print(
+            f"seed phase: {len(seeds_done)}/{len(seeds)} seeds judged in {time.monotonic() - t0:.0f}s", file=sys.stderr
+        )
         from qdsearch.measure import measure_dataset
 
         for method in args.methods:
             t = time.monotonic()
             rng = np.random.default_rng([args.seed, METHODS.index(method)])
-            if method == "qdsearch":
-                evs = await run_qdsearch(cfg, shared, embedder, endpoint, args.budget)
-                evs = _cut(evs, lambda e: len(e["calls"]), args.budget)
-                spent = sum(len(e["calls"]) for e in evs)
-                judged = list(seed_judged) + [
-                    (sample_of(e), e["quality"], e["complexity"], np.asarray(e["measures"]))
-                    for e in evs
-                    if e["quality"] is not None
-                ]
-                children = len(evs)
-            else:
-                cands = await run_pool(cfg, seed_samples, endpoint, args.budget, method, rng)
-                cands = _cut(cands, lambda c: _counted(c.calls, judge_counts=False), args.budget)
-                spent = sum(_counted(c.calls, judge_counts=False) for c in cands)
-                judged = list(seed_judged) + [
-                    (c.sample, c.judgement.quality, c.judgement.complexity, None) for c in cands if c.judgement
-                ]
-                children = len(cands)
-            grid = await asyncio.to_thread(score, cfg, shared.frozen, embedder, judged)
-            if method == "qdsearch":
-                centroids = shared.frozen[1]
-                archive = make_archive(cfg.archive, centroids)
-                for e in seed_ev + [e for e in evs if e["status"] == "accepted"]:
-                    add_sample(archive, sample_of(e), e["quality"], np.asarray(e["measures"]), e["complexity"])
-                d = archive.data()
-                dataset = [
-                    {"instruction": d["solution"][i], "input": d["input"][i], "response": d["response"][i],
-                     "quality": float(d["objective"][i]), "complexity": float(d["complexity"][i])}
-                    for i in range(len(d["index"]))
-                ]  # fmt: skip
-            else:
-                dataset = [
-                    _record(c.sample, c.judgement.quality if c.judgement else None,
-                            c.judgement.complexity if c.judgement else None)
-                    for c in cands if _kept(c)
-                ]  # fmt: skip
+            items = await run_method(method, cfg, shared, embedder, endpoint, args.budget, rng)
+            grid = await asyncio.to_thread(curve, cfg, shared.frozen, embedder, seeds_done, items, [args.budget])
+            dataset = dataset_of(method, cfg, shared.frozen, seeds_done, items)
             qdc = await asyncio.to_thread(measure_dataset, dataset, embedder) if dataset else {}
-            row = {"method": method, "budget_calls": args.budget, "counted_calls": spent, "children": children,
-                   "dataset_size": len(dataset), **grid, **{f"qdc_{k}": v for k, v in qdc.items()},
-                   "wall_s": round(time.monotonic() - t, 1)}  # fmt: skip
+            last = grid.iloc[-1]
+            row = {"method": method, "budget_calls": args.budget, "counted_calls": sum(it.calls for it in items),
+                   "children": len(items), "dataset_size": len(dataset), "qd_score": float(last["qd_score"]),
+                   "coverage": float(last["coverage"]), "elites": int(last["elites"]),
+                   **{f"qdc_{k}": v for k, v in qdc.items()}, "wall_s": round(time.monotonic() - t, 1)}  # fmt: skip
             rows.append(row)
-            print(
-                f"{method}: calls={spent} children={children} qd={grid['qd_score']:.1f} cov={grid['coverage']:.3f}",
-                file=sys.stderr,
-            )
+            print(f"{method}: calls={row['counted_calls']} children={len(items)} qd={row['qd_score']:.1f} "
+                  f"cov={row['coverage']:.3f}", file=sys.stderr)  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -286,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", default=str(ROOT / "experiments/seeds/example_seeds.jsonl"))
     p.add_argument("--seed-limit", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {list(METHODS)}")
     p.add_argument("--base-url", default="", help="OpenAI-compatible endpoint (default: embedded model)")
     p.add_argument("--model", default="")
     p.add_argument("--json-mode", default="auto")

@@ -165,6 +165,11 @@ class World:
         noise = self._unit(hash_rng("embed", self.cfg.seed, text).standard_normal(self.cfg.dim))
         return self._unit(base + self.cfg.embed_noise * noise).astype(np.float64)
 
+    @property
+    def word_directions(self) -> dict[str, np.ndarray]:
+        """Topic word -> its fixed (dim,) unit direction (a copy)."""
+        return {w: v.copy() for w, v in self._word_dirs.items()}
+
     def topic_centre(self, topic: str) -> np.ndarray:
         """The (dim,) unit direction of ``topic``."""
         return self._centres[topic].copy()

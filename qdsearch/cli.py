@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 # Modules that add their own subcommand through ``register(subparsers)``; each
 # keeps its heavy imports inside its command function, so ``--help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure",)
+COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure", "qdsearch.world")
 
 
 class UserError(Exception):

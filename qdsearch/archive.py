@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from ribs.archives import ArchiveBase, CVTArchive, GridArchive, k_means_centroids
 
-from qdsearch.config import ArchiveConfig
+from qdsearch.config import ArchiveConfig, CampaignConfig
 from qdsearch.types import Sample
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "COMPLEXITY_RANGE",
     "EXTRA_FIELDS",
     "add_sample",
+    "archive_for",
     "elites_frame",
     "make_archive",
     "make_centroids",
@@ -54,12 +55,17 @@ def make_centroids(cfg: ArchiveConfig, seed: int) -> np.ndarray:
     return np.asarray(centroids)
 
 
-def make_archive(cfg: ArchiveConfig, centroids: np.ndarray | None = None) -> ArchiveBase:
+def make_archive(
+    cfg: ArchiveConfig, centroids: np.ndarray | None = None, categorical: tuple[int, ...] = ()
+) -> ArchiveBase:
     """An empty archive as configured.
 
     Args:
         cfg: archive settings.
         centroids: (cells, 1 + topic_dims) array, required for ``kind = "cvt"``.
+        categorical: label counts of categorical axes (domains with categorical
+            descriptors); then the archive is a grid with one cell per label
+            combination, measures being label index + 0.5, and ``cfg`` is not used.
 
     Raises:
         ValueError: CVT archive without centroids, or centroids of the wrong shape.
@@ -71,6 +77,9 @@ def make_archive(cfg: ArchiveConfig, centroids: np.ndarray | None = None) -> Arc
         "extra_fields": EXTRA_FIELDS,
         "qd_score_offset": 0.0,
     }
+    if categorical:
+        common["ranges"] = [(0.0, float(n)) for n in categorical]
+        return GridArchive(dims=list(categorical), **common)
     if cfg.kind == "grid":
         dims = [cfg.complexity_bins] + [cfg.topic_bins] * cfg.topic_dims
         return GridArchive(dims=dims, **common)
@@ -79,6 +88,12 @@ def make_archive(cfg: ArchiveConfig, centroids: np.ndarray | None = None) -> Arc
     if centroids.shape != (cfg.cvt_cells, 1 + cfg.topic_dims):
         raise ValueError(f"centroids have shape {centroids.shape}, expected {(cfg.cvt_cells, 1 + cfg.topic_dims)}")
     return CVTArchive(centroids=centroids, **common)
+
+
+def archive_for(cfg: CampaignConfig, centroids: np.ndarray | None = None) -> ArchiveBase:
+    """The empty archive of a campaign: its domain's categorical grid, else as ``[archive]`` says."""
+    axes = cfg.domain.axis_labels() if cfg.domain.categorical else {}
+    return make_archive(cfg.archive, centroids, tuple(len(v) for v in axes.values()))
 
 
 def _obj(value: Any) -> np.ndarray:

@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 from ribs.archives import ArchiveBase
 
-from qdsearch.archive import add_sample, elites_frame, make_archive, make_centroids, measure_ranges
+from qdsearch.archive import add_sample, archive_for, elites_frame, make_centroids, measure_ranges
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder
 from qdsearch.descriptors.topic import TopicProjection
-from qdsearch.operators import registry, resolve
+from qdsearch.domains import domain_operators, make_domain
+from qdsearch.operators import resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import Runtime
 from qdsearch.selection import make_selector, reward
@@ -185,6 +186,7 @@ def _event(
         "quality": j.quality if j else None,
         "complexity": j.complexity if j else None,
         "judge_reason": j.reason if j else "",
+        "labels": list(j.labels) if j else [],
         "measures": [float(x) for x in measures] if measures is not None else None,
         "add_status": add_status,
         "cell": cell,
@@ -250,13 +252,14 @@ class Campaign:
         ops = cfg.operators
         try:
             self.selector = make_selector(ops.names, ops.selection, ops.weights, ops.discount, ops.exploration)
-            self._operators = resolve(ops.names, registry(ops.custom))
+            self._operators = resolve(ops.names, domain_operators(cfg))
         except ValueError as e:
             raise CampaignError(str(e)) from None
+        self.domain = make_domain(cfg)
         events = list(events)
         if frozen is not None:
             self.projection, self.centroids = frozen
-            self.archive = make_archive(cfg.archive, self.centroids)
+            self.archive = archive_for(cfg, self.centroids)
             self.counters, mismatches = replay(events, self.archive)
             if mismatches:
                 raise CampaignError(f"event log replay disagrees with logged add status for {mismatches[:5]}")
@@ -329,7 +332,7 @@ class Campaign:
         k = min(4, len(others_cells))
         picks: list[int] = self.rng.choice(len(others_cells), size=k, replace=False).tolist() if k else []
         others = tuple(self._elites[others_cells[int(i)]] for i in picks)
-        hint = self._direction(parent_cell) if op == "directional" else ""
+        hint = self._direction(parent_cell) if op == "directional" else self.domain.hint(op, parent, self.rng)
         n = self.counters.next_child
         self.counters.next_child += 1
         child_id = f"c{n:07d}"
@@ -423,7 +426,12 @@ class Campaign:
                 assert coords is not None
                 j = cand.judgement
                 vec = vecs[k]
-                measures = np.concatenate([[j.complexity], coords[k]])
+                # categorical domains: the cell is the judge's labels; else complexity x topic
+                measures = (
+                    np.asarray(j.labels, dtype=float) + 0.5
+                    if self.domain.axes
+                    else np.concatenate([[j.complexity], coords[k]])
+                )
                 k += 1
                 pid = cand.sample.parent_id
                 reason = self._novelty_reject(cand, vec, self._vecs.get(pid, extra.get(pid)))
@@ -476,7 +484,7 @@ class Campaign:
         if self.cfg.archive.kind == "cvt":
             self.centroids = make_centroids(self.cfg.archive, self.cfg.run.seed)
         self.sink.save_projection(self.projection, self.centroids)
-        self.archive = make_archive(self.cfg.archive, self.centroids)
+        self.archive = archive_for(self.cfg, self.centroids)
         await self._record("seed", cands)
         self._step()
         if not self._elites:

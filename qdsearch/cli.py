@@ -49,11 +49,15 @@ def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
     archive = cfg.archive
     if archive.reference_path:
         archive = dataclasses.replace(archive, reference_path=resolve(archive.reference_path))
+    domain = cfg.domain
+    if domain.dev_path:
+        domain = dataclasses.replace(domain, dev_path=resolve(domain.dev_path))
     return dataclasses.replace(
         cfg,
         seeds=dataclasses.replace(cfg.seeds, path=resolve(cfg.seeds.path)),
         operators=dataclasses.replace(ops, custom=custom),
         archive=archive,
+        domain=domain,
     )
 
 
@@ -109,8 +113,9 @@ def _stop_on_sigint(campaign: Any, task: asyncio.Task[Any]) -> Iterator[None]:
 def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bool, resume: bool) -> int:
     from qdsearch.campaign import Campaign
     from qdsearch.descriptors.embedding import make_embedder
+    from qdsearch.domains import domain_operators
     from qdsearch.llm import open_endpoint
-    from qdsearch.operators import registry, resolve
+    from qdsearch.operators import resolve
     from qdsearch.runtime import make_runtime
 
     cfg: CampaignConfig = store.cfg
@@ -132,7 +137,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
             )
         # Templates are read here, on the driver, so Ray workers on other machines
         # need no copy of the template files.
-        operators = resolve(cfg.operators.names, registry(cfg.operators.custom))
+        operators = resolve(cfg.operators.names, domain_operators(cfg))
         runtime = make_runtime(cfg, endpoint, operators, ray_address=ray_address)
         try:
             campaign = Campaign(
@@ -170,8 +175,8 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qdsearch.operators import registry, resolve
-    from qdsearch.seeds import load_seeds
+    from qdsearch.domains import domain_operators, make_domain
+    from qdsearch.operators import resolve
     from qdsearch.store import RunStore
 
     path = Path(args.config)
@@ -189,10 +194,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg.validate()
     cfg = _resolve_paths(cfg, path)
     try:
-        resolve(cfg.operators.names, registry(cfg.operators.custom))
+        resolve(cfg.operators.names, domain_operators(cfg))
     except ValueError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    seeds = load_seeds(cfg.seeds.path, cfg.seeds.limit)
+        raise ConfigError(f"{path}: {e} in domain {cfg.domain.kind!r}") from None
+    domain = make_domain(cfg)  # reads and checks a dev set before anything is written
+    seeds = domain.load_seeds(cfg.seeds.path, cfg.seeds.limit)
     if len(seeds) < cfg.archive.topic_dims + 1:
         raise UserError(
             f"{cfg.seeds.path}: {len(seeds)} seeds; archive.topic_dims = {cfg.archive.topic_dims} needs at least {cfg.archive.topic_dims + 1}"

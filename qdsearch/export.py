@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from qdsearch.archive import elites_frame, make_archive
+from qdsearch.archive import archive_for, elites_frame
 from qdsearch.campaign import replay
 from qdsearch.store import RunStore, StoreError, atomic_write
 
@@ -53,7 +53,7 @@ def load_elites(store: RunStore) -> tuple[pd.DataFrame, dict[str, Any]]:
     frozen = store.load_projection()
     if frozen is None:
         raise StoreError(f"{store.path}: the campaign has no archive yet (its seed phase did not finish)")
-    archive = make_archive(store.cfg.archive, frozen[1])
+    archive = archive_for(store.cfg, frozen[1])
     counters, _ = replay(store.events(), archive)
     st = archive.stats
     info = counters.to_dict() | {
@@ -65,9 +65,13 @@ def load_elites(store: RunStore) -> tuple[pd.DataFrame, dict[str, Any]]:
     return elites_frame(archive), info
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+def _records(df: pd.DataFrame, axes: dict[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
+    """Export records; with categorical ``axes`` each also gets ``labels`` (axis -> label)."""
     out = []
     for r in df.itertuples(index=False):
+        labels = {}
+        if axes:
+            labels = {"labels": {name: lab[int(m)] for (name, lab), m in zip(axes.items(), r.measures, strict=True)}}
         out.append(
             {
                 "id": r.id,
@@ -81,9 +85,30 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
                 "operator": r.operator,
                 "parent_id": r.parent_id,
                 "generation": int(r.generation),
+                **labels,
             }
         )
     return out
+
+
+_DOMAIN_TEXT = {
+    "instruct": "over instruction/response samples",
+    "custom": "over user-defined instruction/response samples",
+    "task_prompt": "over task prompts; 'output' holds each prompt's dev-set report",
+    "probe": "over red-teaming probes; 'output' holds the target's reply",
+}
+_QUALITY_TEXT = {
+    "instruct": "LLM judge",
+    "custom": "LLM grader with the campaign's rubric",
+    "task_prompt": "1 + 9 x dev-set score",
+    "probe": "grader's rating of the target's reply against the rubric",
+}
+
+
+def _axes_text(cfg: Any) -> str:
+    if cfg.domain.categorical:
+        return " x ".join(f"{k} ({', '.join(v)})" for k, v in cfg.domain.axis_labels().items())
+    return "complexity and a topic projection of sentence embeddings"
 
 
 def _card(store: RunStore, info: dict[str, Any], n: int, fmt: str, min_quality: float | None) -> str:
@@ -91,10 +116,9 @@ def _card(store: RunStore, info: dict[str, Any], n: int, fmt: str, min_quality: 
     ops = ", ".join(cfg.operators.names)
     return f"""# Dataset card: {cfg.run.name}
 
-Made by qdsearch, a MAP-Elites search over instruction/response samples: each
-record is the best sample (highest judged quality) found in one cell of the
-archive, whose axes are judged complexity and a topic projection of
-sentence embeddings.
+Made by qdsearch, a MAP-Elites search ({_DOMAIN_TEXT[cfg.domain.kind]}): each
+record is the best sample (highest fitness) found in one cell of the archive,
+whose axes are {_axes_text(cfg)}.
 
 - Records: {n} ({fmt}){f", quality >= {min_quality}" if min_quality is not None else ""}
 - Archive: {cfg.archive.kind}, {info["cells"]} cells, {info["elites"]} elites, coverage {info["coverage"]:.3f}, QD-score {info["qd_score"]:.1f}
@@ -103,8 +127,8 @@ sentence embeddings.
 - LLM calls: {info["calls"]}, tokens: {info["prompt_tokens"] + info["completion_tokens"]}, cost: ${info["cost_usd"]:.4f}
 - Model: {cfg.endpoint.model or "embedded SmolLM2-135M-Instruct (offline demo model)"}
 
-Fields: instruction, input, output, quality (1-10, LLM judge), complexity (1-10),
-measures ([complexity, topic...]), cell, operator, parent_id, generation, id.
+Fields: instruction, input, output, quality (1-10: {_QUALITY_TEXT[cfg.domain.kind]}), complexity (1-10),
+measures, cell, operator, parent_id, generation, id{", labels (axis -> label)" if cfg.domain.categorical else ""}.
 
 Quality and complexity are one LLM judge's opinion; check samples before training.
 """
@@ -139,7 +163,7 @@ def export_run(
         df = df[df["quality"] >= min_quality]
     path = Path(out) if out else store.path / "export" / f"elites{_SUFFIX[fmt]}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    recs = _records(df)
+    recs = _records(df, store.cfg.domain.axis_labels() if store.cfg.domain.categorical else None)
     if fmt == "parquet":
         data = pd.DataFrame.from_records(recs, columns=list(_FIELDS)).to_parquet(index=False)
     elif fmt == "alpaca":

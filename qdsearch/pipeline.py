@@ -1,9 +1,12 @@
-"""One child's pipeline: operator -> respond -> judge. The code every runtime runs.
+"""One child's pipeline: operator -> evaluate (respond -> judge, or the domain's own). The code
+every runtime runs.
 
 A :class:`Job` says what to make; :func:`run_job` turns it into a
 :class:`~qdsearch.types.Candidate`, whose ``reject`` names why it failed if it
-did. LLM errors, parse failures and elimination rules all end as rejects with the
-accounting of every call made; nothing is scored that was not judged.
+did. How a child is scored is its domain's business (:mod:`qdsearch.domains`); for
+instruction data it is :func:`respond_and_judge`. LLM errors, parse failures and
+elimination rules all end as rejects with the accounting of every call made;
+nothing is scored that was not judged.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.descriptors.complexity import blend_complexity
+from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
 from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, to_judgement
 from qdsearch.llm.client import CallRecord, LLMClient, LLMError
-from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, registry, resolve
-from qdsearch.types import Candidate, Sample
+from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
+from qdsearch.types import Candidate, Judgement, Sample
 
-__all__ = ["Job", "Worker", "run_job"]
+__all__ = ["Job", "Worker", "respond_and_judge", "run_job"]
 
 SEED_OPERATOR = "seed"
 
@@ -51,10 +55,10 @@ class Job:
 
 @dataclass
 class Worker:
-    """Runs jobs against one endpoint. Holds one :class:`LLMClient`.
+    """Runs jobs against one endpoint (plus the target and grader endpoints a domain uses).
 
     Args:
-        cfg: the campaign config (judge settings, operators).
+        cfg: the campaign config (domain, judge settings, operators).
         endpoint: the ready endpoint (base URL resolved).
         operators: override the operator registry (tests, user-defined operators).
     """
@@ -63,17 +67,25 @@ class Worker:
     endpoint: EndpointConfig
     operators: Mapping[str, PromptOperator] | None = None
     client: LLMClient = field(init=False)
+    target: LLMClient = field(init=False)
+    grader: LLMClient = field(init=False)
+    domain: Domain = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = LLMClient(self.endpoint)
+        # An empty base_url means "the same endpoint": one client, one connection pool.
+        self.target = LLMClient(self.cfg.target) if self.cfg.target.base_url else self.client
+        self.grader = LLMClient(self.cfg.grader) if self.cfg.grader.base_url else self.client
+        self.domain = make_domain(self.cfg)
         if self.operators is None:
-            self.operators = resolve(self.cfg.operators.names, registry(self.cfg.operators.custom))
+            self.operators = resolve(self.cfg.operators.names, domain_operators(self.cfg))
 
     async def run(self, job: Job) -> Candidate:
         return await run_job(job, self)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for c in {id(c): c for c in (self.client, self.target, self.grader)}.values():
+            await c.aclose()
 
 
 def _rec(r: CallRecord) -> dict[str, Any]:
@@ -81,16 +93,16 @@ def _rec(r: CallRecord) -> dict[str, Any]:
 
 
 async def _judge(
-    worker: Worker, sample: Sample, rng: np.random.Generator, calls: list[dict[str, Any]]
+    client: LLMClient, cfg: CampaignConfig, sample: Sample, rng: np.random.Generator, calls: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Quality and complexity, in one call or two; retried on malformed verdicts."""
-    jcfg = worker.cfg.judge
+    jcfg = cfg.judge
     aspects = ("both",) if jcfg.complexity == "same_call" else ("quality", "complexity")
     parts: dict[str, Any] = {}
     for aspect in aspects:
         last: JudgeReject | None = None
         for _ in range(jcfg.max_attempts):
-            comp = await worker.client.chat(
+            comp = await client.chat(
                 render_judge(sample, aspect, rng),  # type: ignore[arg-type]
                 tag=f"judge_{aspect}" if aspect != "both" else "judge",
                 json_schema=VERDICT_SCHEMA[aspect],
@@ -111,6 +123,28 @@ async def _judge(
             assert last is not None
             raise JudgeReject(f"judge_{last.reason}", last.detail)
     return parts
+
+
+async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
+    """Instruction data: answers the instruction (unless it has a response), then judges it.
+
+    Raises:
+        OperatorReject: the response is unusable; JudgeReject: no usable verdict;
+            LLMError: an endpoint failed.
+    """
+    if not sample.response:
+        comp = await ctx.client.chat([{"role": "user", "content": sample.prompt_text()}], tag="respond")
+        ctx.calls.append(_rec(comp.record))
+        sample = dataclasses.replace(sample, response=comp.text.strip())
+        reason = check_response(comp.text, comp.finish_reason)
+        if reason:
+            raise with_sample(OperatorReject(reason), sample)
+    try:
+        parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
+    except JudgeReject as e:
+        raise with_sample(e, sample) from None
+    parts["complexity"] = blend_complexity(parts["complexity"], sample, ctx.cfg.judge.complexity_blend)
+    return sample, to_judgement(parts)
 
 
 async def run_job(job: Job, worker: Worker) -> Candidate:
@@ -148,19 +182,12 @@ async def run_job(job: Job, worker: Worker) -> Candidate:
                 reason = check_response(resp, comp.finish_reason)
                 if reason:
                     return Candidate(sample, reject=reason, calls=tuple(calls))
-        if not sample.response:
-            comp = await worker.client.chat([{"role": "user", "content": sample.prompt_text()}], tag="respond")
-            calls.append(_rec(comp.record))
-            sample = dataclasses.replace(sample, response=comp.text.strip())
-            reason = check_response(comp.text, comp.finish_reason)
-            if reason:
-                return Candidate(sample, reject=reason, calls=tuple(calls))
-        parts = await _judge(worker, sample, rng, calls)
-        parts["complexity"] = blend_complexity(parts["complexity"], sample, worker.cfg.judge.complexity_blend)
-        return Candidate(sample, judgement=to_judgement(parts), calls=tuple(calls))
-    except OperatorReject as e:
-        return Candidate(sample, reject=e.reason, detail=e.detail[:300], calls=tuple(calls))
-    except JudgeReject as e:
+        ctx = EvalContext(worker.cfg, worker.client, worker.target, worker.grader, rng, calls)
+        sample, judgement = await worker.domain.evaluate(sample, ctx)
+        return Candidate(sample, judgement=judgement, calls=tuple(calls))
+    except (OperatorReject, JudgeReject) as e:
+        # An evaluation that produced text before failing (a response) attaches the sample.
+        sample = getattr(e, "sample", None) or sample
         return Candidate(sample, reject=e.reason, detail=e.detail[:300], calls=tuple(calls))
     except LLMError as e:
         calls.append(_rec(e.record))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qdsearch.archive import COMPLEXITY_RANGE, add_sample, make_archive
+from qdsearch.archive import COMPLEXITY_RANGE, add_sample, archive_for
 from qdsearch.campaign import Counters, sample_of
 from qdsearch.config import CampaignConfig
 from qdsearch.stats import operator_table
@@ -63,7 +63,7 @@ def trace_run(cfg: CampaignConfig, centroids: np.ndarray | None, events: Iterabl
     """Replays ``events`` into a fresh archive, recording the curves on the way."""
     from qdsearch.archive import elites_frame
 
-    archive = make_archive(cfg.archive, centroids)
+    archive = archive_for(cfg, centroids)
     tr = Trace()
     for ev in events:
         tr.counters.update(ev)
@@ -139,12 +139,41 @@ def _projected_heatmap(
     return _png(fig)
 
 
+def _categorical_heatmap(elites: pd.DataFrame, axes: dict[str, tuple[str, ...]]) -> bytes:
+    """Best quality per label combination of a categorical archive, labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (xname, xl), (yname, yl) = axes.items()
+    grid = np.full((len(yl), len(xl)), np.nan)
+    for m, q in zip(elites.get("measures", []), elites.get("quality", []), strict=True):
+        x, y = int(m[0]), int(m[1])
+        grid[y, x] = q if np.isnan(grid[y, x]) else max(grid[y, x], q)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(xl), 1.2 + 0.8 * len(yl)))
+    im = ax.imshow(grid, vmin=1.0, vmax=10.0, cmap="viridis", origin="lower", aspect="auto")
+    ax.set_xticks(range(len(xl)), xl, rotation=30, ha="right")
+    ax.set_yticks(range(len(yl)), yl)
+    for y in range(len(yl)):
+        for x in range(len(xl)):
+            if not np.isnan(grid[y, x]):
+                ax.text(x, y, f"{grid[y, x]:.0f}", ha="center", va="center", color="w" if grid[y, x] < 6 else "k")
+    ax.set_xlabel(xname)
+    ax.set_ylabel(yname)
+    ax.set_title(f"best quality: {xname} x {yname}")
+    fig.colorbar(im, ax=ax)
+    return _png(fig)
+
+
 def heatmaps(cfg: CampaignConfig, elites: pd.DataFrame) -> dict[str, bytes]:
     """PNG heatmaps of the archive: complexity x each topic axis, and topic 1 x topic 2.
 
     A grid archive of more than two measures (and any CVT archive) is shown through
     these 2-D projections, each cell holding the best elite that falls into it.
     """
+    if cfg.domain.categorical:
+        return {"heatmap_categories.png": _categorical_heatmap(elites, cfg.domain.axis_labels())}
     a = cfg.archive
     ranges = [COMPLEXITY_RANGE] + [(-a.topic_range, a.topic_range)] * a.topic_dims
     out: dict[str, bytes] = {}
@@ -298,13 +327,18 @@ def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_ht
     )
     a = cfg.archive
     cells = a.cvt_cells if a.kind == "cvt" else a.complexity_bins * a.topic_bins**a.topic_dims
+    space = f"complexity × {a.topic_dims} topic axes"
+    if cfg.domain.categorical:
+        axes = cfg.domain.axis_labels()
+        cells = int(np.prod([len(v) for v in axes.values()]))
+        space = " × ".join(axes)
     heat = "".join(_img(n, d) for n, d in images.items() if n.startswith("heatmap"))
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>qdsearch report: {_e(cfg.run.name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>qdsearch report: {_e(cfg.run.name)}</h1>",
-        f"<p class='muted'>model {_e(cfg.endpoint.model or 'embedded')} · archive {_e(a.kind)} with {cells} cells "
-        f"(complexity × {a.topic_dims} topic axes) · stop: {_e(state.get('stop_reason', '') or 'n/a')} · "
+        f"<p class='muted'>domain {_e(cfg.domain.kind)} · model {_e(cfg.endpoint.model or 'embedded')} · archive "
+        f"with {cells} cells ({_e(space)}) · stop: {_e(state.get('stop_reason', '') or 'n/a')} · "
         f"generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
         "<div>" + "".join(f"<span class='kpi'><b>{_e(v)}</b>{_e(k)}</span>" for k, v in kpis) + "</div>",
         "<h2>Archive</h2><p class='muted'>Each cell shows the best judged quality among the elites that fall "

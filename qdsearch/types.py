@@ -40,11 +40,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class Judgement:
-    """A parsed judge verdict. Quality and complexity are in [1, 10]."""
+    """A parsed judge verdict. Quality and complexity are in [1, 10]; ``labels`` holds
+    one label index per categorical axis in domains with categorical descriptors."""
 
     quality: float
     complexity: float
     reason: str = ""
+    labels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

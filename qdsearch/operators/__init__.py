@@ -33,14 +33,16 @@ __all__ = [
 BUILTIN: Mapping[str, PromptOperator] = {op.name: op for op in (*EVOL_OPERATORS, *MORE_OPERATORS)}
 
 
-def registry(custom: Iterable[CustomOperatorConfig] = ()) -> dict[str, PromptOperator]:
-    """The built-in operators plus user-defined ones from config.
+def registry(
+    custom: Iterable[CustomOperatorConfig] = (), base: Mapping[str, PromptOperator] | None = None
+) -> dict[str, PromptOperator]:
+    """The built-in operators (``base``, default the instruction-data ones) plus user-defined ones.
 
     Raises:
         ValueError: a custom operator reuses a built-in name, or its template file
             cannot be read (the message names the config key).
     """
-    out = dict(BUILTIN)
+    out = dict(BUILTIN if base is None else base)
     for i, c in enumerate(custom):
         key = f"operators.custom[{i}]"
         if c.name in out:

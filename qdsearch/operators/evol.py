@@ -98,6 +98,8 @@ class PromptOperator:
         template: a full user-message template (user-defined operators) using
             ``{instruction}``, ``{input}``, ``{response}``, ``{examples}``,
             ``{hint}``; replaces the built-in layout.
+        system: the system message (default: the data-rewriting one for its
+            target); domains other than instruction data set their own.
     """
 
     name: str
@@ -107,6 +109,7 @@ class PromptOperator:
     target: Literal["instruction", "response"] = "instruction"
     parents: int = 1
     template: str = ""
+    system: str = ""
 
     def render(
         self, parent: Sample, others: Sequence[Sample], rng: np.random.Generator, hint: str = ""
@@ -124,7 +127,7 @@ class PromptOperator:
         if self.n_examples and pool:
             k = min(self.n_examples, len(pool))
             examples = [pool[int(i)].instruction for i in rng.choice(len(pool), size=k, replace=False)]
-        system = _SYSTEM if self.target == "instruction" else _RESPONSE_SYSTEM
+        system = self.system or (_SYSTEM if self.target == "instruction" else _RESPONSE_SYSTEM)
         if self.template:
             fields = {
                 "instruction": parent.instruction,

@@ -1,0 +1,97 @@
+"""What every domain provides, and what its evaluation gets to work with."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from qdsearch.config import CampaignConfig
+from qdsearch.llm.client import Completion, LLMClient
+from qdsearch.operators import PromptOperator
+from qdsearch.types import Judgement, Sample
+
+__all__ = ["Domain", "EvalContext", "with_sample"]
+
+
+@dataclass
+class EvalContext:
+    """The clients and bookkeeping one evaluation runs with.
+
+    Attributes:
+        cfg: the campaign config.
+        client: the mutation endpoint (also answers instructions in data domains).
+        target: the endpoint a task prompt or probe runs on (``client`` when unset).
+        grader: the endpoint grading against a rubric (``client`` when unset).
+        rng: the job's randomness (nonces, subsets).
+        calls: every LLM call's record is appended here, in order.
+    """
+
+    cfg: CampaignConfig
+    client: LLMClient
+    target: LLMClient
+    grader: LLMClient
+    rng: np.random.Generator
+    calls: list[dict[str, Any]]
+
+    async def chat(self, which: LLMClient, messages: Sequence[Mapping[str, str]], **kw: Any) -> Completion:
+        """``which.chat(...)``, recording the call (failed calls are recorded by the caller
+        from the :class:`~qdsearch.llm.client.LLMError`)."""
+        comp = await which.chat(messages, **kw)  # type: ignore[arg-type]
+        self.calls.append(dataclasses.asdict(comp.record))
+        return comp
+
+
+class Domain(Protocol):
+    """A search domain: what a solution is, how it is seeded, mutated, scored and placed.
+
+    Solutions are :class:`~qdsearch.types.Sample` objects whose fields a domain
+    names in its own terms (a task prompt lives in ``instruction``, its dev-set
+    report in ``response``). Fitness is ``Judgement.quality`` in [1, 10]; the
+    measures are ``[complexity, topic...]`` (embedding-based, computed by the
+    campaign) unless ``axes`` is non-empty: then the cell is given by the
+    judgement's ``labels`` (one label index per axis).
+    """
+
+    kind: str
+    axes: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def operators(cls) -> dict[str, PromptOperator]:
+        """The domain's built-in operators by name (user-defined ones are added by config)."""
+        ...
+
+    def load_seeds(self, path: str | Path, limit: int = 0) -> list[Sample]:
+        """The seed solutions.
+
+        Raises:
+            SeedError: the file or a line is unusable (names file and line).
+        """
+        ...
+
+    def hint(self, operator: str, parent: Sample, rng: np.random.Generator) -> str:
+        """Extra material for an operator's ``{hint}`` (``""`` if none)."""
+        ...
+
+    async def evaluate(self, sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
+        """Scores a solution (filling in fields it produces, such as a response).
+
+        Raises:
+            OperatorReject, JudgeReject: the solution or its verdict is unusable (a
+                reason slug); LLMError: an endpoint failed after retries.
+        """
+        ...
+
+
+E = TypeVar("E", bound=Exception)
+
+
+def with_sample(exc: E, sample: Sample) -> E:
+    """Attaches the sample an evaluation had made when it failed (so a rejected child is
+    logged with, for example, the response it got)."""
+    exc.sample = sample  # type: ignore[attr-defined]
+    return exc

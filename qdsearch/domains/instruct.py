@@ -1,0 +1,118 @@
+"""Instruction-response data: the built-in domain, and user-defined variants from config.
+
+``instruct`` is qdsearch's original behaviour: an instruction is answered (unless
+it has a response), judged for quality and complexity, and placed by complexity x
+topic. ``custom`` keeps that shape but takes everything a user would change from
+the config, with no code: what the two text fields are called, the quality and
+complexity rubrics, user-written operator templates (``[operators] custom``) and
+the descriptors (``complexity_topic``, or ``categorical`` axes whose labels the
+grader assigns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from qdsearch.config import CampaignConfig
+from qdsearch.descriptors.complexity import blend_complexity, cheap_complexity
+from qdsearch.domains.base import EvalContext, with_sample
+from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.judge import JudgeReject
+from qdsearch.operators import BUILTIN, PromptOperator, check_response
+from qdsearch.operators.evol import OperatorReject
+from qdsearch.seeds import load_seeds
+from qdsearch.types import Judgement, Sample
+
+__all__ = ["CustomDomain", "InstructionDomain"]
+
+
+class InstructionDomain:
+    """Instruction-response training data (``[domain] kind = "instruct"``)."""
+
+    kind = "instruct"
+
+    def __init__(self, cfg: CampaignConfig) -> None:
+        self.cfg = cfg
+        self.axes: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def operators(cls) -> dict[str, PromptOperator]:
+        return dict(BUILTIN)
+
+    def load_seeds(self, path: str | Path, limit: int = 0) -> list[Sample]:
+        return load_seeds(path, limit)
+
+    def hint(self, operator: str, parent: Sample, rng: np.random.Generator) -> str:
+        return ""
+
+    async def evaluate(self, sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
+        from qdsearch.pipeline import respond_and_judge
+
+        return await respond_and_judge(sample, ctx)
+
+
+async def respond(sample: Sample, ctx: EvalContext, system: str = "") -> Sample:
+    """The sample with a generated response (unchanged if it has one).
+
+    Raises:
+        OperatorReject: the response is unusable (``check_response``'s reasons).
+    """
+    if sample.response:
+        return sample
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": sample.prompt_text()}
+    ]
+    comp = await ctx.chat(ctx.client, messages, tag="respond")
+    sample = dataclasses.replace(sample, response=comp.text.strip())
+    reason = check_response(comp.text, comp.finish_reason)
+    if reason:
+        raise with_sample(OperatorReject(reason), sample)
+    return sample
+
+
+class CustomDomain(InstructionDomain):
+    """Instruction-response data with user-written rubrics and labels (``kind = "custom"``)."""
+
+    kind = "custom"
+
+    def __init__(self, cfg: CampaignConfig) -> None:
+        super().__init__(cfg)
+        d = cfg.domain
+        self.axes = d.axis_labels() if d.categorical else {}
+        self.quality = d.quality_rubric or (
+            f"quality (1-10): is the {d.instruction_label} clear and sensible, and is the {d.response_label} "
+            "correct, complete and well written? 1 = useless, 10 = excellent."
+        )
+        self.complexity = d.complexity_rubric or (
+            f"complexity (1-10): how demanding is the {d.instruction_label}? 1 = trivial, 10 = expert-level."
+        )
+
+    async def evaluate(self, sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
+        d = self.cfg.domain
+        sample = await respond(sample, ctx, system=f"Write the {d.response_label} for the {d.instruction_label}.")
+        material = [(d.instruction_label.capitalize(), sample.instruction)]
+        if sample.input:
+            material.append(("Input", sample.input))
+        material.append((d.response_label.capitalize(), sample.response))
+        want_complexity = not self.axes
+        criteria = [self.quality] + ([self.complexity] if want_complexity else [])
+        schema = grade_schema(self.axes, want_complexity)
+        last: JudgeReject | None = None
+        for _ in range(self.cfg.judge.max_attempts):
+            comp = await ctx.chat(
+                ctx.grader, render_grade(material, criteria, ctx.rng, axes=self.axes), tag="judge",
+                json_schema=schema, temperature=0.0, max_tokens=256,
+            )  # fmt: skip
+            try:
+                g = parse_grade(comp.text, axes=self.axes, complexity=want_complexity, finish_reason=comp.finish_reason)
+            except JudgeReject as e:
+                last = e
+                continue
+            cx = g["complexity"] if want_complexity else cheap_complexity(sample)
+            cx = blend_complexity(cx, sample, self.cfg.judge.complexity_blend) if want_complexity else cx
+            return sample, Judgement(g["quality"], cx, g["reason"], g["labels"])
+        assert last is not None
+        raise with_sample(JudgeReject(f"judge_{last.reason}", last.detail), sample)

@@ -196,6 +196,7 @@ class TaskPromptDomain:
         self.dev = scored
         # (prompt digest, example id, target) -> (output, score); per worker process
         self.cache: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._running: dict[tuple[str, str, str], asyncio.Future[tuple[str, float]]] = {}
         self.cache_hits = 0
 
     @classmethod
@@ -221,6 +222,25 @@ class TaskPromptDomain:
         hit = self.cache.get(key)
         if hit is not None:
             return hit[0], hit[1], True
+        running = self._running.get(key)
+        if running is not None:  # the same pair is being evaluated for another child: share it
+            try:
+                out, score = await asyncio.shield(running)
+                return out, score, True
+            except Exception:  # its request failed (and is accounted there): make our own
+                pass
+        task = asyncio.ensure_future(self._run(prompt, ex, ctx))
+        self._running[key] = task
+        try:
+            out, score = await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._running.pop(key, None)
+        if not task.cancelled() and task.exception() is None:
+            self.cache[key] = (out, score)
+        return out, score, False
+
+    async def _run(self, prompt: str, ex: DevExample, ctx: EvalContext) -> tuple[str, float]:
         d = self.cfg.domain
         comp = await ctx.chat(ctx.target, self._messages(prompt, ex), tag="target", temperature=0.0)
         output = comp.text.strip()
@@ -228,8 +248,7 @@ class TaskPromptDomain:
             score = await self._judge(output, ex, ctx)
         else:
             score = score_output(output, ex.expected, d.scoring, d.answer_pattern)
-        self.cache[key] = (output, score)
-        return output, score, False
+        return output, score
 
     async def _judge(self, output: str, ex: DevExample, ctx: EvalContext) -> float:
         material = [("Question", ex.input), ("Reference answer", ex.expected), ("Answer to grade", output)]

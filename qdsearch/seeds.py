@@ -14,12 +14,13 @@ Accepted per line (one JSON object):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from qdsearch.types import Sample
 
-__all__ = ["SeedError", "load_seeds", "parse_seed"]
+__all__ = ["SeedError", "iter_jsonl", "load_seeds", "parse_seed"]
 
 
 class SeedError(ValueError):
@@ -71,6 +72,33 @@ def parse_seed(obj: Any, sample_id: str) -> Sample:
     return Sample(id=sample_id, instruction=instruction, input=inp, response=response)
 
 
+def iter_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """Yields (line number, parsed JSON) of each non-blank line of a JSONL file.
+
+    Raises:
+        SeedError: the file is missing or unreadable, or a line is not JSON
+            (``path:line: invalid JSON (...)``).
+    """
+    try:
+        # read_text's universal newlines turn \r\n and \r into \n; split on \n only, since
+        # str.splitlines would also split on U+2028/U+2029/U+0085, legal raw inside JSON strings.
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        raise SeedError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeedError(f"{path}: cannot read {what}: {e}") from None
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SeedError(f"{path}:{no}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except ValueError as e:  # an integer too long to convert
+            raise SeedError(f"{path}:{no}: invalid JSON ({e})") from None
+        yield no, obj
+
+
 def load_seeds(path: str | Path, limit: int = 0) -> list[Sample]:
     """Loads seeds from a JSONL file; blank lines are skipped.
 
@@ -83,22 +111,8 @@ def load_seeds(path: str | Path, limit: int = 0) -> list[Sample]:
             (``path:line: what is wrong``).
     """
     p = Path(path)
-    try:
-        # read_text's universal newlines turn \r\n and \r into \n; split on \n only, since
-        # str.splitlines would also split on U+2028/U+2029/U+0085, legal raw inside JSON strings.
-        lines = p.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise SeedError(f"{p}: seed file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SeedError(f"{p}: cannot read seed file: {e}") from None
     seeds: list[Sample] = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SeedError(f"{p}:{no}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for no, obj in iter_jsonl(p, "seed file"):
         try:
             seeds.append(parse_seed(obj, f"s{len(seeds):05d}"))
         except ValueError as e:

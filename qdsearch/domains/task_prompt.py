@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from qdsearch.judge import JudgeReject
 from qdsearch.llm.client import LLMClient
 from qdsearch.operators import PromptOperator
 from qdsearch.operators.elimination import normalise
-from qdsearch.seeds import SeedError, load_seeds
+from qdsearch.seeds import SeedError, iter_jsonl, load_seeds
 from qdsearch.types import Judgement, Sample
 
 __all__ = ["TASK_OPERATORS", "DevExample", "TaskPromptDomain", "load_dev", "score_output"]
@@ -104,20 +103,8 @@ def load_dev(path: str | Path) -> list[DevExample]:
         SeedError: missing/unreadable/empty file or a malformed line (``path:line: what``).
     """
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise SeedError(f"{p}: dev set file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SeedError(f"{p}: cannot read dev set: {e}") from None
     out: list[DevExample] = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise SeedError(f"{p}:{no}: not JSON ({e})") from None
+    for no, obj in iter_jsonl(p, "dev set"):
         if not isinstance(obj, dict):
             raise SeedError(f"{p}:{no}: expected a JSON object, got {type(obj).__name__}")
         ik = next((k for k in _INPUT_KEYS if k in obj), None)

@@ -341,8 +341,14 @@ def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_ht
         f"with {cells} cells ({_e(space)}) · stop: {_e(state.get('stop_reason', '') or 'n/a')} · "
         f"generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
         "<div>" + "".join(f"<span class='kpi'><b>{_e(v)}</b>{_e(k)}</span>" for k, v in kpis) + "</div>",
-        "<h2>Archive</h2><p class='muted'>Each cell shows the best judged quality among the elites that fall "
-        "into it when the archive is projected onto two of its measures; white cells are empty.</p>",
+        "<h2>Archive</h2><p class='muted'>"
+        + (
+            "Each cell is one combination of labels and shows its elite's quality; white cells are empty."
+            if cfg.domain.categorical
+            else "Each cell shows the best judged quality among the elites that fall into it when the archive is "
+            "projected onto two of its measures; white cells are empty."
+        )
+        + "</p>",
         f"<div class='figs'>{heat}</div>",
         "<h2>Progress against LLM calls</h2>",
         f"<div class='figs'>{_img('curves.png', images['curves.png'])}</div>",

@@ -16,17 +16,29 @@ Full scale on any endpoint:
     OPENAI_API_KEY=... .venv/bin/python experiments/sweep.py --base-url https://api.openai.com/v1 \\
         --model gpt-4o-mini --seeds ../shared/data/seed_tasks.jsonl --seed-sizes 25,100 --budgets 500,2000
 
+In the synthetic benchmark world (issue 9), which starts one
+:class:`~qdsearch.world.WorldServer` per campaign (world seed = ``--world-seed`` +
+repeat, chat and embeddings from it):
+
+    .venv/bin/python experiments/sweep.py --world --seed-sizes 4,16 --budgets 150,600 --repeats 5
+
 Writes ``<out>/results.csv`` and ``<out>/results.md``; each campaign's run folder
-is kept under ``<out>/runs/`` (event log, operators.csv).
+is kept under ``<out>/runs/`` (event log, operators.csv). For adaptive runs the
+results also carry, per strategy family, the share of children it made
+(``pulls_<family>``) and the share of the QD gain it brought (``gain_<family>``),
+read from the run's operators.csv, and ``results.md`` compares the family adaptive
+selection favoured with the best fixed strategy of each sweep cell.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +53,7 @@ from qdsearch.operators import EVOL_OPERATORS
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
+from qdsearch.world import WorldConfig, WorldServer
 
 ROOT = Path(__file__).resolve().parents[1]
 EVOL = [op.name for op in EVOL_OPERATORS]
@@ -52,6 +65,22 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "evol_instruct": {"names": EVOL},
     "adaptive": {"names": ALL, "selection": "ucb"},
 }
+# The fixed strategies' operators, as families of the adaptive strategy's operators.
+FAMILY: dict[str, str] = {op: s for s, v in STRATEGIES.items() if s != "adaptive" for op in v["names"]}
+FAMILIES = [*(s for s in STRATEGIES if s != "adaptive"), "other"]
+
+
+def family_shares(operators_csv: Path) -> dict[str, float]:
+    """Per strategy family: share of children made (``pulls_<f>``) and of QD gain (``gain_<f>``)."""
+    if not operators_csv.is_file():
+        return {}
+    ops = pd.read_csv(operators_csv)
+    ops["family"] = [FAMILY.get(o, "other") for o in ops["operator"]]
+    g = ops.groupby("family")[["children", "qd_gain"]].sum().reindex(FAMILIES, fill_value=0)
+    n, gain = max(1, int(g["children"].sum())), float(g["qd_gain"].clip(lower=0).sum()) or 1.0
+    out = {f"pulls_{f}": round(float(g.loc[f, "children"]) / n, 3) for f in FAMILIES}
+    out |= {f"gain_{f}": round(float(max(0.0, g.loc[f, "qd_gain"])) / gain, 3) for f in FAMILIES}
+    return out
 
 
 def diversity(embedder: Any, texts: list[str]) -> float:
@@ -65,6 +94,7 @@ def diversity(embedder: Any, texts: list[str]) -> float:
 
 
 def run_one(cfg: CampaignConfig, endpoint: Any, embedder: Any) -> dict[str, Any]:
+    """Runs one campaign to its budget; its scores, elites' make-up and costs."""
     seeds = load_seeds(cfg.seeds.path, cfg.seeds.limit)
     store = RunStore.create(cfg)
     runtime = make_runtime(cfg, endpoint)
@@ -101,7 +131,23 @@ def run_one(cfg: CampaignConfig, endpoint: Any, embedder: Any) -> dict[str, Any]
         "calls": st.calls,
         "tokens": st.tokens,
         "wall_s": round(time.monotonic() - t, 1),
+        "run_dir": str(store.path),
     }
+
+
+@contextlib.contextmanager
+def world_endpoint(base: CampaignConfig, seed: int) -> Iterator[CampaignConfig]:
+    """A fresh synthetic world with seed ``seed``; yields ``base`` pointed at it (chat and embeddings)."""
+    srv = WorldServer(WorldConfig(seed=seed)).start()
+    try:
+        url = srv.base_url
+        yield dataclasses.replace(
+            base,
+            endpoint=dataclasses.replace(base.endpoint, base_url=url, model="qdsearch-world", json_mode="json_object"),
+            embedding=dataclasses.replace(base.embedding, backend="endpoint", base_url=url, model="qdsearch-world"),
+        )
+    finally:
+        srv.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,34 +156,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-sizes", default="4,8")
     p.add_argument("--budgets", default="30,60", help="LLM calls per campaign (seed phase included)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--repeats", type=int, default=1, help="campaign seeds per cell")
+    p.add_argument("--repeats", type=int, default=1, help="campaign seeds per cell (and world seeds with --world)")
     p.add_argument("--base-url", default="", help="OpenAI-compatible endpoint (default: embedded model)")
     p.add_argument("--model", default="")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    p.add_argument("--json-mode", default="auto")
+    p.add_argument("--embed-base-url", default="", help="embeddings from this endpoint (default: MiniLM offline)")
+    p.add_argument("--embed-model", default="embed")
+    p.add_argument("--world", action="store_true", help="run against synthetic worlds started here (issue 9)")
+    p.add_argument("--world-seed", type=int, default=0, help="world seed of repeat 0 (repeat r: world_seed + r)")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.strategies.split(",")) - set(STRATEGIES))
+    if unknown:
+        p.error(f"--strategies: unknown {unknown}; choose from {list(STRATEGIES)}")
 
+    t0 = time.monotonic()
     out = Path(args.out or ROOT / "archives" / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
-    base = from_dict(
-        {
-            "endpoint": {
-                "base_url": args.base_url,
-                "model": args.model,
-                "api_key_env": args.api_key_env,
-                "concurrency": args.concurrency,
-                "max_tokens": 256,
-                "timeout_s": 180.0,
-            },
-            "seeds": {"path": str(Path(args.seeds).resolve())},
-            "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
-            "budget": {"max_calls": 1},
-            "runtime": {"kind": "inprocess", "in_flight": args.concurrency, "embed_batch": 4, "snapshot_every": 20},
-        }
-    )
-    embedder = make_embedder(base.embedding)
+    spec: dict[str, Any] = {
+        "endpoint": {
+            "base_url": args.base_url,
+            "model": args.model,
+            "api_key_env": args.api_key_env,
+            "concurrency": args.concurrency,
+            "max_tokens": 256,
+            "timeout_s": 180.0,
+        },
+        "seeds": {"path": str(Path(args.seeds).resolve())},
+        "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+        "budget": {"max_calls": 1},
+        "runtime": {"kind": "inprocess", "in_flight": args.concurrency, "embed_batch": 4, "snapshot_every": 20},
+    }
+    if args.base_url:
+        spec["endpoint"]["json_mode"] = args.json_mode
+    if args.embed_base_url:
+        spec["embedding"] = {"backend": "endpoint", "base_url": args.embed_base_url, "model": args.embed_model}
+    base = from_dict(spec)
     rows = []
-    with open_endpoint(base.endpoint, base.local) as endpoint:
+    with contextlib.ExitStack() as stack:
+        embedder = None if args.world else make_embedder(base.embedding)
+        endpoint = None if args.world else stack.enter_context(open_endpoint(base.endpoint, base.local))
         for size in map(int, args.seed_sizes.split(",")):
             for budget in map(int, args.budgets.split(",")):
                 for strategy in args.strategies.split(","):
@@ -150,8 +209,17 @@ def main(argv: list[str] | None = None) -> int:
                             operators=from_dict({"operators": STRATEGIES[strategy]}).operators,
                             budget=dataclasses.replace(base.budget, max_calls=budget),
                         )
-                        res = run_one(cfg, endpoint, embedder)
-                        rows.append({"seeds": size, "budget_calls": budget, "strategy": strategy, "repeat": rep, **res})
+                        world = args.world_seed + rep if args.world else None
+                        if world is not None:
+                            with world_endpoint(cfg, world) as wcfg:
+                                res = run_one(wcfg, wcfg.endpoint, make_embedder(wcfg.embedding))
+                        else:
+                            res = run_one(cfg, endpoint, embedder)
+                        shares = (
+                            family_shares(Path(res.pop("run_dir")) / "operators.csv") if strategy == "adaptive" else {}
+                        )
+                        rows.append({"seeds": size, "budget_calls": budget, "strategy": strategy, "repeat": rep,
+                                     "world_seed": world, **res, **shares})  # fmt: skip
                         print(name, res, file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,9 +227,45 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["seeds", "budget_calls", "strategy", "qd_score", "coverage", "elites", "quality_mean", "diversity",
             "complexity_mean", "calls", "tokens", "wall_s"]  # fmt: skip
     agg = df.groupby(["seeds", "budget_calls", "strategy"], sort=False)[cols[3:]].mean().round(3).reset_index()
-    (out / "results.md").write_text(markdown_table(agg))
+    cmd = "python experiments/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    head = f"- command: `{cmd}`\n- total wall time {time.monotonic() - t0:.0f} s; {args.repeats} repeat(s) per cell"
+    head += f", world seeds {args.world_seed}..{args.world_seed + args.repeats - 1}\n\n" if args.world else "\n\n"
+    text = head + markdown_table(agg)
+    if "adaptive" in set(df["strategy"]) and any(c.startswith("pulls_") for c in df.columns):
+        text += "\n## Does adaptive selection favour the best fixed strategy?\n\n" + markdown_table(adaptive_check(df))
+    (out / "results.md").write_text(text)
     print(out / "results.md")
     return 0
+
+
+def adaptive_check(df: pd.DataFrame) -> pd.DataFrame:
+    """Per sweep cell: the best fixed strategy (mean QD-score over repeats, and the runner-up), and the strategy
+    family adaptive selection favoured (its share of children over the share uniform choice would give it) and
+    got most QD gain from (means over repeats)."""
+    rows = []
+    for (size, budget), g in df.groupby(["seeds", "budget_calls"], sort=False):
+        qd = g.groupby("strategy")["qd_score"].mean()
+        fixed = qd.drop("adaptive", errors="ignore").sort_values(ascending=False)
+        ad = g[g["strategy"] == "adaptive"]
+        pulls = ad[[f"pulls_{f}" for f in FAMILIES]].mean().rename(lambda c: c.removeprefix("pulls_"))
+        gains = ad[[f"gain_{f}" for f in FAMILIES]].mean().rename(lambda c: c.removeprefix("gain_"))
+        # pulls relative to uniform choice over the adaptive strategy's operators (1: no preference)
+        lift = pulls / pd.Series({f: sum(FAMILY.get(o, "other") == f for o in ALL) / len(ALL) for f in FAMILIES})
+        rows.append(
+            {
+                "seeds": size,
+                "budget_calls": budget,
+                "best_fixed": fixed.index[0] if len(fixed) else "",
+                "best_fixed_qd": round(float(fixed.iloc[0]), 1) if len(fixed) else None,
+                "runner_up": f"{fixed.index[1]} ({fixed.iloc[1]:.1f})" if len(fixed) > 1 else "",
+                "adaptive_qd": round(float(qd.get("adaptive", float("nan"))), 1),
+                "most_favoured": f"{lift.idxmax()} (x{lift.max():.2f})",
+                "most_gain": f"{gains.idxmax()} ({gains.max():.2f})",
+                "pulls_vs_uniform": " ".join(f"{k}:x{v:.2f}" for k, v in lift.items()),
+                "gain_share": " ".join(f"{k}:{v:.2f}" for k, v in gains.items()),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def markdown_table(df: pd.DataFrame) -> str:

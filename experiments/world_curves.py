@@ -1,0 +1,357 @@
+"""QD-score and coverage against LLM calls in the synthetic world, five methods, repeats, 95% CIs.
+
+Issue 9, part 2. For each repeat ``r`` a world with seed ``first_seed + r`` is served
+(:class:`qdsearch.world.WorldServer`, chat and embeddings on 127.0.0.1); the seeds are
+judged once (a shared seed phase, which also freezes the topic projection), then every
+method runs from that seed phase at the same LLM-call budget, each against a fresh
+server of the same world (so no method sees another's request counters), and its
+QD-score and coverage on the shared grid are read at call checkpoints
+(:func:`baselines.curve`). The best reachable archive on the same grid and projection
+(:func:`qdsearch.world.truth.optimal_archive`) is computed for reference.
+
+Methods (see ``experiments/baselines.py``): ``qdsearch`` (MAP-Elites, discounted-UCB
+operator selection, engine defaults), ``uniform`` (MAP-Elites, uniform operator
+weights), ``evol_instruct`` (archive-free Evol-Instruct pool), ``new_question``
+(independent New Question sampling), ``novelty`` (novelty-only search), and optionally
+``qdsearch_tuned`` (the same as ``qdsearch`` with ``--tuned-discount`` /
+``--tuned-exploration`` instead of the engine defaults).
+
+    .venv/bin/python experiments/world_curves.py --repeats 10 --budget 1200 --step 50
+
+Writes ``<out>/world-curves.csv`` (long format: one row per repeat, method and
+checkpoint), ``<out>/world-curves.md`` and ``<out>/world-curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baselines
+
+from qdsearch.config import CampaignConfig, from_dict
+from qdsearch.descriptors.embedding import make_embedder
+from qdsearch.seeds import load_seeds
+from qdsearch.world import WorldConfig, WorldServer
+from qdsearch.world.truth import optimal_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNED = "qdsearch_tuned"
+METHODS = (*baselines.METHODS, TUNED)
+DEFAULT_METHODS = baselines.METHODS
+
+
+def world_config(
+    url: str, seed: int, seeds_path: str, in_flight: int, operators: dict[str, Any] | None = None
+) -> CampaignConfig:
+    """The campaign config every method shares: the world for chat and embeddings, a 5 x 4 x 4 grid."""
+    cfg = from_dict(
+        {
+            "run": {"name": "world-curves", "seed": seed},
+            "endpoint": {"base_url": url, "model": "qdsearch-world", "json_mode": "json_object",
+                         "concurrency": in_flight, "timeout_s": 30.0, "backoff_s": 0.05},
+            "embedding": {"backend": "endpoint", "base_url": url, "model": "qdsearch-world"},
+            "seeds": {"path": seeds_path},
+            "archive": {"kind": "grid", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+            "operators": {"names": baselines.ALL_OPS, "selection": "ucb", **(operators or {})},
+            "runtime": {"kind": "inprocess", "in_flight": in_flight, "embed_batch": 8},
+        }
+    )  # fmt: skip
+    cfg.validate()
+    return cfg
+
+
+def with_url(cfg: CampaignConfig, url: str) -> CampaignConfig:
+    """``cfg`` pointed at another server (of the same world)."""
+    return dataclasses.replace(
+        cfg,
+        endpoint=dataclasses.replace(cfg.endpoint, base_url=url),
+        embedding=dataclasses.replace(cfg.embedding, base_url=url),
+    )
+
+
+async def run_repeat(
+    world: WorldConfig,
+    methods: Sequence[str],
+    budget: int,
+    checkpoints: Sequence[int],
+    seeds_path: str,
+    in_flight: int,
+    tuned: dict[str, float],
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Counter[str]]]:
+    """One repeat: the shared seed phase, every method's curve, and the optimum.
+
+    Returns:
+        (curve rows, {"opt_qd_score", "opt_coverage", "opt_cells", "seeds_judged"},
+        method -> operator pulls of its children within the budget).
+    """
+    srv = WorldServer(world).start()
+    try:
+        cfg = world_config(srv.base_url, world.seed, seeds_path, in_flight)
+        embedder = await asyncio.to_thread(make_embedder, cfg.embedding)
+        shared = await baselines.seed_phase(cfg, load_seeds(cfg.seeds.path, cfg.seeds.limit), embedder, cfg.endpoint)
+        assert shared.frozen is not None
+        opt = await asyncio.to_thread(optimal_archive, srv.world, shared.frozen[0], cfg.archive)
+    finally:
+        srv.stop()
+    seeds = baselines.seed_items(shared)
+    info = {"opt_qd_score": opt.qd_score, "opt_coverage": opt.coverage, "opt_cells": opt.cells,
+            "seeds_judged": len(seeds)}  # fmt: skip
+    frames, pulls = [], {}
+    for method in methods:
+        srv = WorldServer(world).start()  # a fresh server: the same world, no counters from other methods
+        try:
+            mcfg = with_url(cfg, srv.base_url)
+            embedder = await asyncio.to_thread(make_embedder, mcfg.embedding)
+            base = method
+            if method == TUNED:
+                base = "qdsearch"
+                mcfg = dataclasses.replace(mcfg, operators=dataclasses.replace(mcfg.operators, **tuned))
+            rng = np.random.default_rng([world.seed, METHODS.index(method)])
+            t = time.monotonic()
+            items = await baselines.run_method(base, mcfg, shared, embedder, mcfg.endpoint, budget, rng)
+            wall = time.monotonic() - t
+            curve = await asyncio.to_thread(baselines.curve, mcfg, shared.frozen, embedder, seeds, items, checkpoints)
+        finally:
+            srv.stop()
+        curve.insert(0, "method", method)
+        curve["wall_s"] = round(wall, 2)
+        frames.append(curve)
+        pulls[method] = Counter(it.sample.operator for it in items)
+        last = curve.iloc[-1]
+        print(f"  world {world.seed} {method}: {len(items)} children, qd={last['qd_score']:.1f} "
+              f"cov={last['coverage']:.3f} ({wall:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
+    return pd.concat(frames, ignore_index=True), info, pulls
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width of the two-sided t-interval); half-width nan for fewer than 2 values."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return float(np.mean(x)), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
+    return float(np.mean(x)), half
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% t-interval over repeats of QD-score and coverage, per method and checkpoint."""
+    rows = []
+    for (method, calls), g in df.groupby(["method", "calls"], sort=False):
+        row: dict[str, Any] = {"method": method, "calls": calls, "n": len(g)}
+        for key in ("qd_score", "coverage"):
+            m, h = t_interval(g[key].to_numpy())
+            row[f"{key}_mean"], row[f"{key}_ci"] = m, h
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired(df: pd.DataFrame, a: str, b: str, calls: int, key: str = "qd_score") -> tuple[float, float, int]:
+    """Mean of ``a - b`` over repeats at ``calls`` (paired by repeat), its 95% CI half-width, wins of ``a``."""
+    p = df[df["calls"] == calls].pivot_table(index="repeat", columns="method", values=key)
+    d = (p[a] - p[b]).to_numpy()
+    m, h = t_interval(d)
+    return m, h, int((d > 0).sum())
+
+
+def plot(summary: pd.DataFrame, opt: dict[str, float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, label in ((axes[0], "qd_score", "QD-score"), (axes[1], "coverage", "coverage")):
+        for method, g in summary.groupby("method", sort=False):
+            x, y, h = g["calls"].to_numpy(), g[f"{key}_mean"].to_numpy(), np.nan_to_num(g[f"{key}_ci"].to_numpy())
+            (line,) = ax.plot(x, y, label=str(method), lw=1.8, ls="--" if method == TUNED else "-")
+            ax.fill_between(x, y - h, y + h, color=line.get_color(), alpha=0.18, lw=0)
+        ax.axhline(opt[key], color="black", ls=":", lw=1.2, label=f"optimum (mean {opt[key]:.3g})")
+        ax.set_xlabel("LLM calls (counted)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(m: float, h: float, digits: int) -> str:
+    return f"{m:.{digits}f} ± {h:.{digits}f}"
+
+
+def markdown(
+    args: argparse.Namespace,
+    cmd: str,
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    infos: list[dict[str, Any]],
+    pulls: dict[str, Counter[str]],
+    wall: float,
+) -> str:
+    shown = sorted({args.budget // 4, args.budget // 2, args.budget} & set(summary["calls"]))
+    opt_q = t_interval(np.array([i["opt_qd_score"] for i in infos]))
+    opt_c = t_interval(np.array([i["opt_coverage"] for i in infos]))
+    lines = [
+        "# QD-score and coverage against LLM calls in the synthetic world",
+        "",
+        f"- command: `{cmd}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}; machine: {platform.machine()}, {_cores()} cores, "
+        f"Python {platform.python_version()}; total wall time {wall:.0f} s",
+        f"- engine: qdsearch {_engine_version()}",
+        f"- worlds: `WorldConfig(seed=s)` with defaults otherwise (deceptive poetry region on, judge noise sd "
+        f"{WorldConfig().judge_noise}, no payoff switch, no malformed replies), s = {args.first_seed} .. "
+        f"{args.first_seed + args.repeats - 1} ({args.repeats} repeats); the run seed of every method is the world "
+        "seed",
+        f"- seeds: `{Path(args.seeds).relative_to(ROOT) if Path(args.seeds).is_relative_to(ROOT) else args.seeds}` "
+        f"(foreign texts: the world gives each one two words of a non-deceptive topic, from a hash of its first "
+        f"line); {infos[0]['seeds_judged']} judged in the shared seed phase (not counted)",
+        f"- budget: {args.budget} counted LLM calls per method, checkpoints every {args.step}; MAP-Elites methods "
+        "count every call of a child (operator + respond + judge), the archive-free ones their generation calls "
+        "(operator + respond; their judging is evaluation)",
+        f"- grid: complexity 5 bins x 2 topic dims x 4 bins = 80 cells, the shared frozen projection of each "
+        f"repeat; in flight {args.in_flight}",
+        "- intervals: 95% t-intervals over repeats (n = number of repeats)",
+    ]
+    if TUNED in args.methods:
+        lines.append(f"- `{TUNED}`: qdsearch with operators.discount = {args.tuned_discount}, operators.exploration "
+                     f"= {args.tuned_exploration} (engine defaults: 0.97, 0.3)")  # fmt: skip
+    lines += [
+        "",
+        f"Optimum on the same grids (`truth.optimal_archive`, noise-free): QD-score {_fmt(*opt_q, 1)}, "
+        f"coverage {_fmt(*opt_c, 3)}.",
+        "",
+        "## Mean ± 95% CI",
+        "",
+    ]
+    head = "| method | " + " | ".join(f"QD @ {c}" for c in shown) + " | " + " | ".join(f"cov @ {c}" for c in shown)
+    lines += [head + " |", "|---|" + "---:|" * (2 * len(shown))]
+    for method in args.methods:
+        s = summary[summary["method"] == method].set_index("calls")
+        cells = [_fmt(s.loc[c, "qd_score_mean"], s.loc[c, "qd_score_ci"], 1) for c in shown]
+        cells += [_fmt(s.loc[c, "coverage_mean"], s.loc[c, "coverage_ci"], 3) for c in shown]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append(f"| optimum | {' | '.join([_fmt(*opt_q, 1)] * len(shown))} | "
+                 f"{' | '.join([_fmt(*opt_c, 3)] * len(shown))} |")  # fmt: skip
+    if "qdsearch" in args.methods:
+        lines += ["", "## Paired differences, qdsearch minus each method (QD-score)", "",
+                  "| other | " + " | ".join(f"@ {c}" for c in shown) + " |", "|---|" + "---:|" * len(shown)]  # fmt: skip
+        for other in [m for m in args.methods if m != "qdsearch"]:
+            cells = []
+            for c in shown:
+                m, h, wins = paired(df, "qdsearch", other, c)
+                cells.append(f"{m:+.1f} ± {h:.1f} ({wins}/{args.repeats} wins)")
+            lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    ops = sorted({op for c in pulls.values() for op in c})
+    me = [m for m in args.methods if m in ("qdsearch", "uniform", TUNED, "evol_instruct")]
+    lines += ["", "## Operator mix (share of children within the budget, all repeats)", "",
+              "| operator | " + " | ".join(me) + " |", "|---|" + "---:|" * len(me)]  # fmt: skip
+    for op in ops:
+        lines.append(
+            f"| {op} | " + " | ".join(f"{pulls[m][op] / max(1, sum(pulls[m].values())):.3f}" for m in me) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _engine_version() -> str:
+    """Where the engine came from: this repository's working tree (HEAD, dirty or not), or an export with a
+    ``COMMIT`` file beside its package (run with ``PYTHONPATH=<export>`` to pin the engine)."""
+    import qdsearch
+
+    src = Path(qdsearch.__file__).resolve().parent
+    if src.is_relative_to(ROOT):
+
+        def git(*a: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, check=False)
+
+        dirty = git("diff", "--quiet", "HEAD", "--", "qdsearch").returncode != 0
+        head = git("rev-parse", "--short", "HEAD").stdout.strip()
+        return f"working tree at commit {head}" + (" with uncommitted engine changes" if dirty else "")
+    stamp = src.parent / "COMMIT"
+    commit = stamp.read_text().strip() if stamp.is_file() else "unknown commit"
+    return f"a clean export of commit {commit} (`{src}`)"
+
+
+async def main_async(args: argparse.Namespace) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Counter[str]]]:
+    checkpoints = list(range(0, args.budget + 1, args.step))
+    if checkpoints[-1] != args.budget:
+        checkpoints.append(args.budget)
+    tuned = {"discount": args.tuned_discount, "exploration": args.tuned_exploration}
+    frames, infos = [], []
+    pulls: dict[str, Counter[str]] = {m: Counter() for m in args.methods}
+    for r in range(args.repeats):
+        world = WorldConfig(seed=args.first_seed + r)
+        print(f"repeat {r}: world seed {world.seed}", file=sys.stderr, flush=True)
+        df, info, p = await run_repeat(world, args.methods, args.budget, checkpoints, args.seeds, args.in_flight, tuned)
+        df.insert(0, "repeat", r)
+        df.insert(1, "world_seed", world.seed)
+        for k, v in info.items():
+            df[k] = v
+        frames.append(df)
+        infos.append(info)
+        for m, c in p.items():
+            pulls[m].update(c)
+    return pd.concat(frames, ignore_index=True), infos, pulls
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=10, help="worlds (seeds first_seed, first_seed + 1, ...)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--budget", type=int, default=1200, help="counted LLM calls per method")
+    p.add_argument("--step", type=int, default=50, help="calls between checkpoints")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {list(METHODS)}")
+    p.add_argument("--seeds", default=str(ROOT / "experiments/seeds/example_seeds.jsonl"))
+    p.add_argument("--in-flight", type=int, default=8)
+    p.add_argument("--tuned-discount", type=float, default=0.999)
+    p.add_argument("--tuned-exploration", type=float, default=0.1)
+    p.add_argument("--out", default=str(ROOT / "experiments/results"))
+    p.add_argument("--name", default="world-curves", help="stem of the result files")
+    args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    if args.repeats < 1 or args.budget < 1 or args.step < 1:
+        p.error("--repeats, --budget and --step must be >= 1")
+    args.seeds = str(Path(args.seeds).resolve())
+    t0 = time.monotonic()
+    df, infos, pulls = asyncio.run(main_async(args))
+    wall = time.monotonic() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / f"{args.name}.csv", index=False)
+    summary = summarise(df)
+    cmd = "python experiments/world_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    (out / f"{args.name}.md").write_text(markdown(args, cmd, df, summary, infos, pulls, wall))
+    opt = {"qd_score": float(np.mean([i["opt_qd_score"] for i in infos])),
+           "coverage": float(np.mean([i["opt_coverage"] for i in infos]))}  # fmt: skip
+    title = (f"Synthetic world, {args.repeats} worlds (seeds {args.first_seed}..{args.first_seed + args.repeats - 1}),"
+             f" mean and 95% CI; 80-cell grid")  # fmt: skip
+    plot(summary, opt, out / f"{args.name}.png", title)
+    print(out / f"{args.name}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -721,7 +721,8 @@ def measure_dataset(
     return out
 
 
-def _cell(v: Any, fmt: str) -> str:
+def format_cell(v: Any, fmt: str) -> str:
+    """One metric value as shown in tables (``n/a`` for missing)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if fmt == "s":
@@ -749,7 +750,7 @@ def format_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         if group:
             rows.append((f"[{group}]", *([""] * len(names))))
         for key, label, fmt in items:
-            rows.append((f"  {label}" if group else label, *(_cell(results[nm].get(key), fmt) for nm in names)))
+            rows.append((f"  {label}" if group else label, *(format_cell(results[nm].get(key), fmt) for nm in names)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, r in enumerate(rows):

@@ -286,7 +286,7 @@ def best_per_band(elites: pd.DataFrame, bands: int, top: int = 3) -> pd.DataFram
 def _qdc_section(tr: Trace, embedder_factory: Callable[[], Any] | None) -> str:
     if embedder_factory is None:
         return '<p class="muted">skipped (--no-qdc)</p>'
-    from qdsearch.measure import format_table, measure_dataset
+    from qdsearch.measure import measure_dataset
 
     export = [
         {"instruction": r.instruction, "input": r.input, "response": r.response, "quality": r.quality,
@@ -302,7 +302,22 @@ def _qdc_section(tr: Trace, embedder_factory: Callable[[], Any] | None) -> str:
         }
     except Exception as e:  # the report still renders without this table
         return f'<p class="muted">QDC table not computed: {_e(type(e).__name__)}: {_e(e)}</p>'
-    return f"<pre>{_e(format_table(results))}</pre>"
+    return _qdc_table(results)
+
+
+def _qdc_table(results: dict[str, dict[str, Any]]) -> str:
+    """The side-by-side QDC table of :func:`qdsearch.measure.format_table`, as HTML."""
+    from qdsearch.measure import METRICS, format_cell
+
+    names = list(results)
+    rows = ["<tr><th>metric</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"]
+    for group, items in METRICS.items():
+        if group:
+            rows.append(f"<tr><th colspan='{len(names) + 1}'>{_e(group)}</th></tr>")
+        for key, label, fmt in items:
+            cells = "".join(f'<td class="num">{_e(format_cell(results[n].get(key), fmt))}</td>' for n in names)
+            rows.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
+    return f"<table>{''.join(rows)}</table>"
 
 
 def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_html: str, state: dict[str, Any]) -> str:

@@ -91,9 +91,13 @@ async def run_repeat(
     checkpoints: Sequence[int],
     seeds_path: str,
     in_flight: int,
-    tuned: dict[str, float],
+    tuned: dict[str, float] | None = None,
+    optimum: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Counter[str]]]:
-    """One repeat: the shared seed phase, every method's curve, and the optimum.
+    """One repeat: the shared seed phase, every method's curve, and (with ``optimum``) the optimum.
+
+    With ``in_flight = 1`` a repeat is exactly reproducible (the world's request counters
+    do not depend on arrival order).
 
     Returns:
         (curve rows, {"opt_qd_score", "opt_coverage", "opt_cells", "seeds_judged"},
@@ -105,12 +109,13 @@ async def run_repeat(
         embedder = await asyncio.to_thread(make_embedder, cfg.embedding)
         shared = await baselines.seed_phase(cfg, load_seeds(cfg.seeds.path, cfg.seeds.limit), embedder, cfg.endpoint)
         assert shared.frozen is not None
-        opt = await asyncio.to_thread(optimal_archive, srv.world, shared.frozen[0], cfg.archive)
+        opt = await asyncio.to_thread(optimal_archive, srv.world, shared.frozen[0], cfg.archive) if optimum else None
     finally:
         srv.stop()
     seeds = baselines.seed_items(shared)
-    info = {"opt_qd_score": opt.qd_score, "opt_coverage": opt.coverage, "opt_cells": opt.cells,
-            "seeds_judged": len(seeds)}  # fmt: skip
+    info: dict[str, Any] = {"seeds_judged": len(seeds)}
+    if opt is not None:
+        info |= {"opt_qd_score": opt.qd_score, "opt_coverage": opt.coverage, "opt_cells": opt.cells}
     frames, pulls = [], {}
     for method in methods:
         srv = WorldServer(world).start()  # a fresh server: the same world, no counters from other methods
@@ -120,7 +125,7 @@ async def run_repeat(
             base = method
             if method == TUNED:
                 base = "qdsearch"
-                mcfg = dataclasses.replace(mcfg, operators=dataclasses.replace(mcfg.operators, **tuned))
+                mcfg = dataclasses.replace(mcfg, operators=dataclasses.replace(mcfg.operators, **(tuned or {})))
             rng = np.random.default_rng([world.seed, METHODS.index(method)])
             t = time.monotonic()
             items = await baselines.run_method(base, mcfg, shared, embedder, mcfg.endpoint, budget, rng)

@@ -210,6 +210,13 @@ class JudgeConfig:
     # into the judged complexity.
     complexity_blend: float = 0.0
     max_attempts: int = 3
+    # Children whose text tries to steer the judge (score claims, fake verdicts,
+    # delimiter escapes, role markers, overrides, addressing the grader):
+    # "reject" them before any judge call (reason "judge_injection"), "penalize"
+    # them (quality minus `injection_penalty`, clipped to [1, 10]), or "off" (no
+    # detection, and the judged text is not defanged).
+    injection: Literal["reject", "penalize", "off"] = "reject"
+    injection_penalty: float = 5.0
 
     def validate(self, key: str) -> None:
         _check(
@@ -218,6 +225,16 @@ class JudgeConfig:
             f"must be in [0, 1], got {self.complexity_blend}",
         )
         _check(self.max_attempts >= 1, f"{key}.max_attempts", f"must be >= 1, got {self.max_attempts}")
+        _check(
+            self.injection in ("reject", "penalize", "off"),
+            f"{key}.injection",
+            f"expected one of ['reject', 'penalize', 'off'], got {_show(self.injection)}",
+        )
+        _check(
+            0 <= self.injection_penalty <= 9,
+            f"{key}.injection_penalty",
+            f"must be in [0, 9], got {self.injection_penalty}",
+        )
 
 
 @dataclass(frozen=True)

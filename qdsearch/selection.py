@@ -52,11 +52,14 @@ class FixedWeights(Selector):
 class DiscountedUCB(Selector):
     """Discounted UCB1 over operators (Garivier & Moulines' D-UCB).
 
-    Rewards are scaled by the largest reward seen so far, so the exploration
-    coefficient means the same whatever the token prices and quality scale.
-    Choices still in flight count as pulls for the exploration bonus, so with
-    many children in flight one optimistic arm is not chosen for all of them
-    before its first reward comes back.
+    An operator's mean reward is divided by the (equally discounted) mean reward
+    of all operators, so 1.0 is "as good as the average operator" whatever the
+    token prices and quality scale, and the exploration coefficient means the same
+    in every campaign. (Scaling by the largest reward seen, as before, squeezed the
+    sparse archive gains into [0, 0.2] under a bonus of about 0.5, and the choice
+    stayed uniform; the synthetic world showed it.) Choices still in flight count
+    as pulls for the exploration bonus, so with many children in flight one
+    optimistic arm is not chosen for all of them before its first reward comes back.
     """
 
     def __init__(self, names: Sequence[str], discount: float = 0.97, exploration: float = 0.3) -> None:
@@ -66,11 +69,11 @@ class DiscountedUCB(Selector):
         self.n = np.zeros(len(self.names))
         self.s = np.zeros(len(self.names))
         self.pending = np.zeros(len(self.names))
-        self.scale = 0.0
 
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean normalised reward, exploration bonus) per operator."""
-        scale = self.scale or 1.0
+        """(mean reward relative to the all-operator mean, exploration bonus) per operator."""
+        total_n = self.n.sum()
+        scale = self.s.sum() / total_n if total_n > 0 and self.s.sum() > 0 else 1.0
         mean = self.s / np.maximum(self.n, 1e-12) / scale
         n_eff = np.maximum(self.n + self.pending, 1e-12)
         total = max(n_eff.sum(), 1.0)
@@ -97,7 +100,6 @@ class DiscountedUCB(Selector):
         self.s *= self.discount
         self.n[i] += 1.0
         self.s[i] += r
-        self.scale = max(self.scale, r)
 
 
 def make_selector(

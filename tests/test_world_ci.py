@@ -9,12 +9,12 @@ baseline's mean, over ``len(WORLDS)`` held-out worlds, not one lucky run. About 
 2 cores. Eight requests are in flight (one at a time is exactly reproducible but about
 5x slower), so runs vary a little; the margin measured is far above that variation.
 
-Not checked here, measured instead (``experiments/results/world-curves.md``):
-qdsearch vs MAP-Elites with *uniform* operator choice. On worlds 0-9 it is +34.6 +- 21.4
-QD at 300 calls (10/10 wins) but +15.9 +- 14.9 at 1200; on the held-out worlds 200-205
-at 300 calls it was +19.0 with a one-sided 95% lower bound of -0.7, so a check at this
-size would flake. The engine's discounted UCB stays close to uniform (its operator mix
-is within 0.08-0.11 per operator), see the report of issue 9.
+Not checked here, measured instead: qdsearch vs MAP-Elites with *uniform* operator
+choice. With the bandit's rewards scaled by the all-operator mean it is +50.0 +- 16.8 QD
+at 1200 calls on worlds 0-9 (10/10 wins, ``experiments/results/world-selection.md``; it
+was +15.9 +- 14.9 when rewards were scaled by the largest one seen), but on the held-out
+worlds 200-205 it was +19.7 with a one-sided 95% lower bound of -22.8 (world 203: 291 vs
+353), so a check of this size would flake; it also takes the test to about 95 s.
 """
 
 from __future__ import annotations

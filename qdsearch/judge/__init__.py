@@ -3,7 +3,10 @@
 The judged sample is wrapped in a tag carrying a random nonce
 (``<sample-3f9c...>``); any copy of that tag inside the sample is removed, and the
 rubric tells the judge that everything inside the tag is data to grade, never
-instructions to follow.
+instructions to follow. Unless asked not to, :func:`render_judge` also defangs the
+sample (:func:`~qdsearch.judge.injection.neutralize`: look-alike tags, chat-role
+tokens, section headings, verdict keys); :func:`~qdsearch.judge.injection.scan`
+flags judge-steering text for the pipeline's reject/penalize policy.
 """
 
 from __future__ import annotations
@@ -14,10 +17,22 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qdsearch.judge.injection import FAMILIES, Flag, describe, neutralize, scan
 from qdsearch.operators.evol import OperatorReject, parse_json_object
 from qdsearch.types import Judgement, Sample
 
-__all__ = ["VERDICT_SCHEMA", "JudgeReject", "Rubric", "parse_verdict", "render_judge"]
+__all__ = [
+    "FAMILIES",
+    "VERDICT_SCHEMA",
+    "Flag",
+    "JudgeReject",
+    "Rubric",
+    "describe",
+    "neutralize",
+    "parse_verdict",
+    "render_judge",
+    "scan",
+]
 
 Aspect = Literal["both", "quality", "complexity"]
 
@@ -56,7 +71,12 @@ class Rubric:
 
 
 def render_judge(
-    sample: Sample, aspect: Aspect, rng: np.random.Generator, rubric: Rubric = Rubric()
+    sample: Sample,
+    aspect: Aspect,
+    rng: np.random.Generator,
+    rubric: Rubric = Rubric(),
+    *,
+    defang: bool = True,
 ) -> list[dict[str, str]]:
     """Messages asking for a verdict on ``sample``.
 
@@ -65,12 +85,17 @@ def render_judge(
         aspect: ``"both"`` (quality and complexity in one call), ``"quality"`` or
             ``"complexity"`` (complexity grades the instruction alone).
         rng: draws the delimiter nonce.
+        rubric: the criteria text.
+        defang: neutralise the sample's text (look-alike delimiter tags, chat-role
+            tokens, judge-prompt headings, verdict keys) on top of removing copies
+            of the nonce tag. ``False`` renders the text as written (the baseline).
     """
     nonce = "".join(f"{b:02x}" for b in rng.integers(0, 256, size=6))
     tag = f"sample-{nonce}"
 
     def clean(s: str) -> str:
-        return s.replace(tag, "[removed]")
+        s = s.replace(tag, "[removed]")
+        return neutralize(s) if defang else s
 
     crit = []
     if aspect in ("both", "quality"):

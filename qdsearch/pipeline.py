@@ -7,6 +7,12 @@ did. How a child is scored is its domain's business (:mod:`qdsearch.domains`); f
 instruction data it is :func:`respond_and_judge`. LLM errors, parse failures and
 elimination rules all end as rejects with the accounting of every call made;
 nothing is scored that was not judged.
+
+Judge injection (``[judge] injection``): a child whose text tries to steer its judge
+(:func:`qdsearch.judge.injection.scan`) is rejected as ``judge_injection`` before the
+judge is called (before the respond call too when the instruction or input is the
+culprit), or judged with its quality lowered by ``injection_penalty``; with ``"off"``
+it is judged as written.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ import numpy as np
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
-from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, to_judgement
+from qdsearch.judge import VERDICT_SCHEMA, Flag, JudgeReject, describe, parse_verdict, render_judge, scan, to_judgement
 from qdsearch.llm.client import CallRecord, LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
 from qdsearch.types import Candidate, Judgement, Sample
 
-__all__ = ["Job", "Worker", "respond_and_judge", "run_job"]
+__all__ = ["Job", "Worker", "penalize", "respond_and_judge", "run_job"]
 
 SEED_OPERATOR = "seed"
 
@@ -93,17 +99,23 @@ def _rec(r: CallRecord) -> dict[str, Any]:
 
 
 async def _judge(
-    client: LLMClient, cfg: CampaignConfig, sample: Sample, rng: np.random.Generator, calls: list[dict[str, Any]]
+    client: LLMClient,
+    cfg: CampaignConfig,
+    sample: Sample,
+    rng: np.random.Generator,
+    calls: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Quality and complexity, in one call or two; retried on malformed verdicts."""
+    """Quality and complexity, in one call or two; retried on malformed verdicts. The
+    sample's text is defanged in the prompt unless ``judge.injection`` is ``"off"``."""
     jcfg = cfg.judge
+    defang = jcfg.injection != "off"
     aspects = ("both",) if jcfg.complexity == "same_call" else ("quality", "complexity")
     parts: dict[str, Any] = {}
     for aspect in aspects:
         last: JudgeReject | None = None
         for _ in range(jcfg.max_attempts):
             comp = await client.chat(
-                render_judge(sample, aspect, rng),  # type: ignore[arg-type]
+                render_judge(sample, aspect, rng, defang=defang),  # type: ignore[arg-type]
                 tag=f"judge_{aspect}" if aspect != "both" else "judge",
                 json_schema=VERDICT_SCHEMA[aspect],
                 temperature=0.0,
@@ -125,13 +137,37 @@ async def _judge(
     return parts
 
 
+def _injection_reject(flags: list[Flag]) -> JudgeReject:
+    return JudgeReject("judge_injection", describe(flags))
+
+
+def penalize(judgement: Judgement, flags: list[Flag], penalty: float) -> Judgement:
+    """``judgement`` with quality lowered by ``penalty`` (clipped to [1, 10]) and the
+    flags named at the start of its reason; unchanged without flags."""
+    if not flags:
+        return judgement
+    quality = float(min(10.0, max(1.0, judgement.quality - penalty)))
+    reason = f"[judge_injection -{penalty:g}: {describe(flags)}] {judgement.reason}".strip()
+    return dataclasses.replace(judgement, quality=quality, reason=reason[:300])
+
+
 async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
     """Instruction data: answers the instruction (unless it has a response), then judges it.
 
+    With ``judge.injection == "reject"`` a sample flagged by
+    :func:`~qdsearch.judge.injection.scan` is rejected before the judge call (and
+    before the respond call if its instruction or input is flagged); with
+    ``"penalize"`` it is judged and its quality lowered by ``judge.injection_penalty``.
+
     Raises:
-        OperatorReject: the response is unusable; JudgeReject: no usable verdict;
-            LLMError: an endpoint failed.
+        OperatorReject: the response is unusable; JudgeReject: no usable verdict, or
+            ``judge_injection``; LLMError: an endpoint failed.
     """
+    policy = ctx.cfg.judge.injection
+    if policy == "reject":
+        flags = scan(sample)
+        if flags:
+            raise with_sample(_injection_reject(flags), sample)
     if not sample.response:
         comp = await ctx.client.chat([{"role": "user", "content": sample.prompt_text()}], tag="respond")
         ctx.calls.append(_rec(comp.record))
@@ -139,12 +175,15 @@ async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, J
         reason = check_response(comp.text, comp.finish_reason)
         if reason:
             raise with_sample(OperatorReject(reason), sample)
+    flags = scan(sample) if policy != "off" else []
+    if flags and policy == "reject":
+        raise with_sample(_injection_reject(flags), sample)
     try:
         parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
     except JudgeReject as e:
         raise with_sample(e, sample) from None
     parts["complexity"] = blend_complexity(parts["complexity"], sample, ctx.cfg.judge.complexity_blend)
-    return sample, to_judgement(parts)
+    return sample, penalize(to_judgement(parts), flags, ctx.cfg.judge.injection_penalty)
 
 
 async def run_job(job: Job, worker: Worker) -> Candidate:

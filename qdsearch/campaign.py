@@ -53,12 +53,23 @@ class Sink(Protocol):
 
 @dataclass
 class Counters:
-    """Totals over a campaign's event log; continue across resumes."""
+    """Totals over a campaign's event log; continue across resumes.
+
+    Every child handed to the runtime is accounted for: ``submitted = children +
+    lost`` once nothing is in flight, and ``children = accepted + rejected +
+    failed`` (:attr:`failed`: an endpoint failure, reasons ``llm_*``; :attr:`rejected`:
+    any other reason; both broken down in ``rejects``). ``lost`` children were in
+    flight when a session was abandoned (second Ctrl-C) or crashed: their calls were
+    made but never logged. A session records its totals in its ``session`` event; for
+    a session that crashed, :meth:`finish` counts the child ids it left unlogged.
+    """
 
     seeds: int = 0
     seeds_accepted: int = 0
     children: int = 0
     accepted: int = 0  # children accepted by the judge
+    submitted: int = 0  # children handed to the runtime
+    lost: int = 0  # submitted children never logged (in flight at a crash or an abandon)
     new_cells: int = 0
     improvements: int = 0
     calls: int = 0
@@ -71,18 +82,42 @@ class Counters:
     rejects: dict[str, int] = field(default_factory=dict)
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-operator totals
 
+    def __post_init__(self) -> None:
+        # Children logged since the last session event, and next_child then: what
+        # a crashed session (one without a session event) left.
+        self._open = 0
+        self._open_from = self.next_child
+
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def failed(self) -> int:
+        """Children lost to endpoint failures (retries exhausted: reasons ``llm_*``)."""
+        return sum(n for r, n in self.rejects.items() if r.startswith("llm_"))
+
+    @property
+    def rejected(self) -> int:
+        """Children rejected for any other reason (parse, elimination, judge, novelty...)."""
+        return self.children - self.accepted - self.failed
+
     def update(self, ev: dict[str, Any]) -> None:
-        if ev.get("type") == "session":
+        kind = ev.get("type")
+        if kind == "session":
             self.wall_s += float(ev.get("wall_s", 0.0))
+            # Logs written before sessions carried totals: every child was logged.
+            self.submitted = int(ev.get("submitted", self.submitted + self._open))
+            self.lost = int(ev.get("lost", self.lost))
+            self.close_session()
             return
-        if ev["type"] == "seed":
+        if kind not in ("seed", "child"):
+            return
+        if kind == "seed":
             self.seeds += 1
         else:
             self.children += 1
+            self._open += 1
             self.next_child = max(self.next_child, int(ev["id"][1:]) + 1)
             update_operator_stats(self.ops, ev)
         if ev["status"] == "accepted":
@@ -101,8 +136,23 @@ class Counters:
             self.completion_tokens += int(c["completion_tokens"])
             self.cost_usd += float(c["cost_usd"])
 
+    def close_session(self) -> None:
+        self._open = 0
+        self._open_from = self.next_child
+
+    def finish(self) -> None:
+        """Accounts for a session that ended without a session event (a crash): its
+        logged children were submitted, and so were the ids it skipped (children
+        in flight at the crash, lost). Lost children whose ids lay above the last
+        logged one are not visible in the log; their ids are given out again."""
+        if self._open:
+            gaps = max(0, self.next_child - self._open_from - self._open)
+            self.submitted += self._open + gaps
+            self.lost += gaps
+        self.close_session()
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"failed": self.failed, "rejected": self.rejected}
 
 
 @dataclass(frozen=True)
@@ -158,6 +208,7 @@ def replay(events: Iterable[dict[str, Any]], archive: ArchiveBase) -> tuple[Coun
             )
             if status != ev["add_status"]:
                 mismatches.append(ev["id"])
+    counters.finish()
     return counters, mismatches
 
 
@@ -197,6 +248,17 @@ def _event(
         "calls": list(cand.calls),
         "time": time.time(),
     }
+
+
+def _outcome(task: asyncio.Future[Candidate], job: Job) -> Candidate:
+    """A finished job's candidate; a job that raised (a runtime or worker bug, a dead
+    Ray actor) becomes a rejected child, so the other children's work is kept."""
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    p = job.parent
+    sample = Sample(id=job.child_id, instruction="", parent_id=p.id, operator=job.operator, generation=p.generation + 1)
+    return Candidate(sample, reject="runtime_error", detail=f"{type(exc).__name__}: {exc}"[:300])
 
 
 class Campaign:
@@ -249,6 +311,9 @@ class Campaign:
         self._vec_matrix: np.ndarray | None = None  # np.stack(self._vecs.values()), cached
         self._selection: dict[str, str] = {}  # child id -> why its operator was chosen
         self._parent_text: dict[str, str] = {}  # child id -> its parent's text (in flight)
+        # Children in flight when the last child was submitted before a budget stop:
+        # the calls, tokens and cost a cap may be overshot by are theirs.
+        self.stop_in_flight: list[str] = []
         ops = cfg.operators
         try:
             self.selector = make_selector(ops.names, ops.selection, ops.weights, ops.discount, ops.exploration)
@@ -256,7 +321,21 @@ class Campaign:
         except ValueError as e:
             raise CampaignError(str(e)) from None
         self.domain = make_domain(cfg)
+        b = cfg.budget
+        if b.max_cost_usd and not any(
+            e.price_in_per_mtok or e.price_out_per_mtok for e in (cfg.endpoint, cfg.target, cfg.grader)
+        ):
+            raise CampaignError(
+                "budget.max_cost_usd is set but every endpoint price (price_in_per_mtok, price_out_per_mtok) "
+                "is 0, so no cost is counted: set the prices of the model"
+            )
         events = list(events)
+        if frozen is not None and not any(ev.get("type") == "seed" for ev in events):
+            # A crash after the frozen spaces were saved but before any seed was
+            # logged: the seed phase starts again (it refits the same projection).
+            if not self.seeds:
+                raise CampaignError("the seed phase never finished: resuming this run needs its seeds")
+            frozen = None
         if frozen is not None:
             self.projection, self.centroids = frozen
             self.archive = archive_for(cfg, self.centroids)
@@ -272,6 +351,8 @@ class Campaign:
                     id=row["id"], instruction=row["instruction"], input=row["input"], response=row["response"],
                     parent_id=row["parent_id"], operator=row["operator"], generation=int(row["generation"]),
                 )  # fmt: skip
+            if not self._elites:
+                raise CampaignError("no seed survived responding and judging in this run: nothing to resume from")
         elif not self.seeds:
             raise CampaignError("no seeds given for a new campaign")
         self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, len(events)])
@@ -299,26 +380,49 @@ class Campaign:
             rejects=dict(self.counters.rejects),
         )
 
+    def _per_child(self) -> tuple[float, float, float]:
+        """Expected (calls, tokens, cost) of one child: the mean over finished children,
+        else the seeds' mean per call times the calls a child makes when all goes well."""
+        c = self.counters
+        done = sum(r["children"] for r in c.ops.values())
+        if done:
+            return (
+                sum(r["calls"] for r in c.ops.values()) / done,
+                sum(r["tokens"] for r in c.ops.values()) / done,
+                sum(r["cost_usd"] for r in c.ops.values()) / done,
+            )
+        calls = 2.0 + (1.0 if self.cfg.judge.complexity == "same_call" else 2.0)  # operator, respond, judge
+        if not c.calls:
+            return calls, 0.0, 0.0
+        return calls, calls * c.tokens / c.calls, calls * c.cost_usd / c.calls
+
     def budget_left(self) -> str:
-        """``""`` while the budget allows another child, else which limit is hit."""
+        """``""`` while the budget allows another child, else which limit is hit.
+
+        Caps on calls, tokens and cost hold for what is spent (logged, or finished
+        and not yet logged) plus the expected spending of the children still running
+        and of one more child. So a child is only submitted while the spent amount
+        is within the cap, and a cap is overshot by at most what the children in
+        flight at the last submission spend beyond that expectation (see
+        :attr:`stop_in_flight`).
+        """
         b, c = self.cfg.budget, self.counters
         if self.stop_requested:
             return "stopped by user"
         if b.max_children and c.children + self._in_flight >= b.max_children:
             return "max_children"
-        if b.max_calls or b.max_tokens:
-            # Spent = logged + finished-but-unlogged; committed = spent plus the
-            # expected cost of children still running and of one more child.
-            done = len(c.ops) and sum(r["children"] for r in c.ops.values())
-            per_calls = sum(r["calls"] for r in c.ops.values()) / done if done else 3.0
-            per_tokens = sum(r["tokens"] for r in c.ops.values()) / done if done else 0.0
+        if b.max_calls or b.max_tokens or b.max_cost_usd:
+            per_calls, per_tokens, per_cost = self._per_child()
             running = self._in_flight - len(self._buffered) + 1
             calls = c.calls + sum(len(x.calls) for x in self._buffered) + running * per_calls
             tokens = c.tokens + sum(x.tokens for x in self._buffered) + running * per_tokens
+            cost = c.cost_usd + sum(x.cost_usd for x in self._buffered) + running * per_cost
             if b.max_calls and calls > b.max_calls:
                 return "max_calls"
             if b.max_tokens and tokens > b.max_tokens:
                 return "max_tokens"
+            if b.max_cost_usd and cost > b.max_cost_usd:
+                return "max_cost_usd"
         if b.max_wall_s and self._wall() >= b.max_wall_s:
             return "max_wall_s"
         return ""
@@ -335,6 +439,7 @@ class Campaign:
         hint = self._direction(parent_cell) if op == "directional" else self.domain.hint(op, parent, self.rng)
         n = self.counters.next_child
         self.counters.next_child += 1
+        self.counters.submitted += 1
         child_id = f"c{n:07d}"
         self._selection[child_id] = why
         self._parent_text[child_id] = parent.prompt_text()
@@ -513,27 +618,37 @@ class Campaign:
             await self._loop()
         finally:
             if self.archive is not None:
-                self.sink.append({"type": "session", "wall_s": time.monotonic() - self._session_start})
-                self.counters.wall_s += time.monotonic() - self._session_start
+                c = self.counters
+                wall = time.monotonic() - self._session_start
+                self.sink.append({"type": "session", "wall_s": wall, "submitted": c.submitted, "lost": c.lost})
+                c.wall_s += wall
+                c.close_session()
                 self._session_start = time.monotonic()
                 self.snapshot()
         return self.stats()
 
     async def _loop(self) -> None:
-        pending: set[asyncio.Task[Candidate]] = set()
+        jobs: dict[asyncio.Future[Candidate], Job] = {}
+        pending: set[asyncio.Future[Candidate]] = set()
         done_buf = self._buffered = []
         since_snapshot = 0
         batch = self.cfg.runtime.embed_batch
         try:
             while True:
+                submitted = False
                 while len(pending) < self.cfg.runtime.in_flight and not self.budget_left():
                     job = self._next_job()
-                    pending.add(asyncio.ensure_future(self.runtime.submit(job)))
+                    task = asyncio.ensure_future(self.runtime.submit(job))
+                    jobs[task] = job
+                    pending.add(task)
                     self._in_flight = len(pending) + len(done_buf)
+                    submitted = True
+                if submitted:
+                    self.stop_in_flight = [jobs[t].child_id for t in pending]
                 if not pending:
                     break
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
-                done_buf.extend(t.result() for t in done)
+                done_buf.extend(_outcome(t, jobs.pop(t)) for t in done)
                 if done_buf and (len(done_buf) >= batch or not pending or self.budget_left()):
                     # Keep log order = child-id order within a batch, for readable logs.
                     done_buf.sort(key=lambda c: c.sample.id)
@@ -549,6 +664,7 @@ class Campaign:
         finally:
             for t in pending:
                 t.cancel()
+            self.counters.lost += len(pending)  # abandoned: their calls are not logged
             self._in_flight = 0
             if done_buf:
                 await self._record("child", done_buf)

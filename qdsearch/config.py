@@ -384,14 +384,17 @@ class BudgetConfig:
     max_calls: int = 0
     max_tokens: int = 0
     max_wall_s: float = 0.0
+    # USD, priced from the endpoints' price_in_per_mtok / price_out_per_mtok.
+    max_cost_usd: float = 0.0
 
     def validate(self, key: str) -> None:
-        for name in ("max_children", "max_calls", "max_tokens", "max_wall_s"):
+        for name in ("max_children", "max_calls", "max_tokens", "max_wall_s", "max_cost_usd"):
             _check(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
+        _check(math.isfinite(self.max_cost_usd), f"{key}.max_cost_usd", f"must be finite, got {self.max_cost_usd}")
         _check(
-            any((self.max_children, self.max_calls, self.max_tokens, self.max_wall_s)),
+            any((self.max_children, self.max_calls, self.max_tokens, self.max_wall_s, self.max_cost_usd)),
             key,
-            "set at least one of max_children, max_calls, max_tokens, max_wall_s",
+            "set at least one of max_children, max_calls, max_tokens, max_wall_s, max_cost_usd",
         )
 
 

@@ -23,8 +23,13 @@ _SCAFFOLD = re.compile(
     r"|\bcurrent response\b)",
     re.IGNORECASE,
 )
+# A refusal opens the reply (after any quote or markdown), with a straight or a
+# typographic apostrophe: "I'm sorry, but I can't", "I’m unable to", "As an AI"...
+_APO = "['\u2019]"
+_CANT = rf"(cannot|can{_APO}?t|can not|won{_APO}?t|will not|am unable|{_APO}m unable|am not able)"
 _REFUSAL = re.compile(
-    r"^\s*(i\s*(am|'m)\s*sorry|sorry,|i\s*(cannot|can't|can not|won't|am unable|'m unable)|as an ai\b|i apologi[sz]e)",
+    rf"^[\s\"'*_>`\u201c\u2018-]*(i\s*(am|{_APO}m)\s*sorry|sorry,|i\s*{_CANT}|as an ai\b|as a (large )?language model\b"
+    rf"|i apologi[sz]e|unfortunately,?\s+i\s*{_CANT})",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[A-Za-z0-9']+")

@@ -103,15 +103,26 @@ class FakeOpenAI:
         max_in_flight: the most chat requests handled at the same time.
         reverse_embeddings: answer embedding items in reverse order (each keeps
             its ``index``), to check that clients sort by index.
+        record: keep every request body and auth header (``requests``,
+            ``auth_headers``); ``False`` for long soak runs, whose memory must stay flat.
+        n_chat: the number of chat requests received (also with ``record=False``).
     """
 
     def __init__(
-        self, responder: Responder | None = None, *, latency_s: float = 0.0, faults: Faults | None = None, seed: int = 0
+        self,
+        responder: Responder | None = None,
+        *,
+        latency_s: float = 0.0,
+        faults: Faults | None = None,
+        seed: int = 0,
+        record: bool = True,
     ) -> None:
         self.responder: Responder = responder or _last_user
         self.latency_s = latency_s
         self.faults = faults or Faults()
         self.reverse_embeddings = False
+        self.record = record
+        self.n_chat = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: list[str | Reply] = []
@@ -155,8 +166,10 @@ class FakeOpenAI:
         if not isinstance(body, dict):
             return _error(400, "request body is not a JSON object")
         with self._lock:
-            self.requests.append(body)
-            self.auth_headers.append(request.headers.get("Authorization", ""))
+            self.n_chat += 1
+            if self.record:
+                self.requests.append(body)
+                self.auth_headers.append(request.headers.get("Authorization", ""))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             scripted = self._script.pop(0) if self._script else None

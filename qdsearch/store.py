@@ -13,7 +13,9 @@ Layout of ``archives/<run>/``::
 The event log is the source of truth: the archive and counters are rebuilt by
 replaying it. A torn last line (a crash mid-write) is dropped and cut off on resume;
 any other malformed line is an error naming its line number. Every other file is
-written atomically (temp file, fsync, rename).
+written atomically (temp file, fsync, rename): a crash leaves the previous version
+whole, and at most a stale ``.<name>.*.tmp`` file, removed when the folder is next
+opened for writing.
 """
 
 from __future__ import annotations
@@ -159,6 +161,10 @@ class RunStore:
             f.close()
             raise StoreError(f"{self.path}: another qdsearch process is running this campaign") from None
         self._lock = f
+        # Temp files of atomic writes cut short by a crash; no writer can own them now.
+        for tmp in self.path.glob(".*.tmp"):
+            with _suppress():
+                tmp.unlink()
 
     def close(self) -> None:
         if self._events is not None:

@@ -179,3 +179,41 @@ def test_crash_between_temp_write_and_rename_keeps_the_old_snapshot(tmp_path: Pa
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # the new data reached the temp file only
     RunStore.open(run_dir).close()  # the next writer clears the stale temp file
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_crash_after_the_projection_was_saved_but_before_any_seed_was_logged(fake_openai: Any, tmp_path: Path) -> None:
+    """Resume redoes the seed phase (given the seeds) instead of starting from an empty archive."""
+    import asyncio
+
+    import numpy as np
+
+    from qdsearch.campaign import Campaign, CampaignError
+    from qdsearch.config import from_dict
+    from qdsearch.descriptors.embedding import EndpointEmbedder
+    from qdsearch.descriptors.topic import TopicProjection
+    from qdsearch.runtime import make_runtime
+    from qdsearch.seeds import load_seeds
+
+    fake = fake_openai(world)
+    cfg = from_dict(config_dict(fake.base_url, tmp_path, budget={"max_children": 8}))
+    store = RunStore.create(cfg)
+    proj = TopicProjection.fit(np.random.default_rng(0).normal(size=(8, 16)), 2, cfg.archive.topic_range)
+    store.save_projection(proj)  # ... and the process died here
+    frozen = store.load_projection()
+    embedder = EndpointEmbedder(cfg.embedding)
+    with pytest.raises(CampaignError, match="seed phase never finished"):
+        Campaign(cfg, [], make_runtime(cfg, cfg.endpoint), embedder, store, events=[], frozen=frozen)
+    runtime = make_runtime(cfg, cfg.endpoint)
+    campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, embedder, store, events=[], frozen=frozen)
+
+    async def go() -> None:
+        try:
+            await campaign.run()
+        finally:
+            await runtime.close()
+
+    asyncio.run(go())
+    events = list(store.events())
+    store.close()
+    assert sum(e.get("type") == "seed" for e in events) == 6
+    assert sum(e.get("type") == "child" for e in events) == 8

@@ -167,7 +167,8 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
             asyncio.run(runtime.close())
     if st is not None:
         print(
-            f"{store.path}: {campaign.stop_reason}; seeds={campaign.counters.seeds} children={st.children} judged={st.accepted} elites={st.elites} "
+            f"{store.path}: {campaign.stop_reason}; seeds={campaign.counters.seeds} children={st.children} "
+            f"judged={st.accepted} lost={campaign.counters.lost} elites={st.elites} "
             f"coverage={st.coverage:.3f} qd_score={st.qd_score:.1f} best={st.best_quality:.1f} "
             f"calls={st.calls} tokens={st.tokens} cost=${st.cost_usd:.4f} session={time.monotonic() - t0:.1f}s"
         )
@@ -222,12 +223,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from qdsearch.seeds import load_seeds
+    from qdsearch.domains import make_domain
     from qdsearch.store import RunStore
 
     store = RunStore.open(args.run_dir)
     try:
-        seeds = [] if store.load_projection() is not None else load_seeds(store.cfg.seeds.path, store.cfg.seeds.limit)
+        # The seeds are needed again when the seed phase never finished: no frozen
+        # projection, or a crash after saving it but before any seed was logged.
+        seeded = store.load_projection() is not None and any(e.get("type") == "seed" for e in store.events())
+        seeds = [] if seeded else make_domain(store.cfg).load_seeds(store.cfg.seeds.path, store.cfg.seeds.limit)
         if args.max_children is not None:
             store.cfg = dataclasses.replace(
                 store.cfg, budget=dataclasses.replace(store.cfg.budget, max_children=args.max_children)

@@ -27,7 +27,8 @@ import numpy as np
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
-from qdsearch.judge import VERDICT_SCHEMA, Flag, JudgeReject, describe, parse_verdict, render_judge, scan, to_judgement
+from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, scan, to_judgement
+from qdsearch.judge.injection import injection_reject, penalize
 from qdsearch.llm.client import CallRecord, LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
 from qdsearch.types import Candidate, Judgement, Sample
@@ -137,20 +138,6 @@ async def _judge(
     return parts
 
 
-def _injection_reject(flags: list[Flag]) -> JudgeReject:
-    return JudgeReject("judge_injection", describe(flags))
-
-
-def penalize(judgement: Judgement, flags: list[Flag], penalty: float) -> Judgement:
-    """``judgement`` with quality lowered by ``penalty`` (clipped to [1, 10]) and the
-    flags named at the start of its reason; unchanged without flags."""
-    if not flags:
-        return judgement
-    quality = float(min(10.0, max(1.0, judgement.quality - penalty)))
-    reason = f"[judge_injection -{penalty:g}: {describe(flags)}] {judgement.reason}".strip()
-    return dataclasses.replace(judgement, quality=quality, reason=reason[:300])
-
-
 async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
     """Instruction data: answers the instruction (unless it has a response), then judges it.
 
@@ -167,7 +154,7 @@ async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, J
     if policy == "reject":
         flags = scan(sample)
         if flags:
-            raise with_sample(_injection_reject(flags), sample)
+            raise with_sample(injection_reject(flags), sample)
     if not sample.response:
         comp = await ctx.client.chat([{"role": "user", "content": sample.prompt_text()}], tag="respond")
         ctx.calls.append(_rec(comp.record))
@@ -177,7 +164,7 @@ async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, J
             raise with_sample(OperatorReject(reason), sample)
     flags = scan(sample) if policy != "off" else []
     if flags and policy == "reject":
-        raise with_sample(_injection_reject(flags), sample)
+        raise with_sample(injection_reject(flags), sample)
     try:
         parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
     except JudgeReject as e:

@@ -21,6 +21,7 @@ from qdsearch.descriptors.complexity import blend_complexity, cheap_complexity
 from qdsearch.domains.base import EvalContext, with_sample
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
 from qdsearch.judge import JudgeReject
+from qdsearch.judge.injection import injection_reject, neutralize, penalize, scan
 from qdsearch.operators import BUILTIN, PromptOperator, check_response
 from qdsearch.operators.evol import OperatorReject
 from qdsearch.seeds import load_seeds
@@ -91,12 +92,21 @@ class CustomDomain(InstructionDomain):
         )
 
     async def evaluate(self, sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
+        """Responds (if needed) and grades with the user's rubric; ``judge.injection``
+        applies as in the instruction domain (reject / penalize / off)."""
         d = self.cfg.domain
+        policy = self.cfg.judge.injection
+        if policy == "reject" and (flags := scan(sample)):
+            raise with_sample(injection_reject(flags), sample)
         sample = await respond(sample, ctx, system=f"Write the {d.response_label} for the {d.instruction_label}.")
-        material = [(d.instruction_label.capitalize(), sample.instruction)]
+        flags = scan(sample) if policy != "off" else []
+        if flags and policy == "reject":
+            raise with_sample(injection_reject(flags), sample)
+        show = neutralize if policy != "off" else str
+        material = [(d.instruction_label.capitalize(), show(sample.instruction))]
         if sample.input:
-            material.append(("Input", sample.input))
-        material.append((d.response_label.capitalize(), sample.response))
+            material.append(("Input", show(sample.input)))
+        material.append((d.response_label.capitalize(), show(sample.response)))
         want_complexity = not self.axes
         criteria = [self.quality] + ([self.complexity] if want_complexity else [])
         schema = grade_schema(self.axes, want_complexity)
@@ -113,6 +123,7 @@ class CustomDomain(InstructionDomain):
                 continue
             cx = g["complexity"] if want_complexity else cheap_complexity(sample)
             cx = blend_complexity(cx, sample, self.cfg.judge.complexity_blend) if want_complexity else cx
-            return sample, Judgement(g["quality"], cx, g["reason"], g["labels"])
+            judgement = Judgement(g["quality"], cx, g["reason"], g["labels"])
+            return sample, penalize(judgement, flags, self.cfg.judge.injection_penalty)
         assert last is not None
         raise with_sample(JudgeReject(f"judge_{last.reason}", last.detail), sample)

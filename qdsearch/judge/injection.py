@@ -23,13 +23,18 @@ pr3vious instructi0ns") are matched on a squashed copy of the text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from qdsearch.types import Sample
+from qdsearch.types import Judgement, Sample
 
-__all__ = ["FAMILIES", "Flag", "describe", "neutralize", "normalize", "scan"]
+if TYPE_CHECKING:
+    from qdsearch.judge import JudgeReject
+
+__all__ = ["FAMILIES", "Flag", "describe", "injection_reject", "neutralize", "normalize", "penalize", "scan"]
 
 #: The kinds of flag :func:`scan` reports.
 FAMILIES = ("score_claim", "fake_verdict", "tag_escape", "role_marker", "override", "grader_address")
@@ -394,3 +399,20 @@ def neutralize(text: str) -> str:
         return out
     except (RecursionError, MemoryError, ValueError, TypeError):
         return "[text removed: could not be neutralised]"
+
+
+def injection_reject(flags: list[Flag]) -> JudgeReject:
+    """The reject (reason ``judge_injection``, the flags as detail) for a flagged sample."""
+    from qdsearch.judge import JudgeReject
+
+    return JudgeReject("judge_injection", describe(flags))
+
+
+def penalize(judgement: Judgement, flags: list[Flag], penalty: float) -> Judgement:
+    """``judgement`` with quality lowered by ``penalty`` (clipped to [1, 10]) and the
+    flags named at the start of its reason; unchanged without flags."""
+    if not flags:
+        return judgement
+    quality = float(min(10.0, max(1.0, judgement.quality - penalty)))
+    reason = f"[judge_injection -{penalty:g}: {describe(flags)}] {judgement.reason}".strip()
+    return dataclasses.replace(judgement, quality=quality, reason=reason[:300])

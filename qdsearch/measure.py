@@ -817,14 +817,9 @@ def parse_tags(text: str, finish_reason: str | None = None) -> list[str]:
             a tag that is not a non-empty string of at most 80 characters, no tag,
             or more than :data:`MAX_TAGS`. Never any other exception.
     """
-    from qdsearch.operators.evol import OperatorReject, parse_json_object
+    from qdsearch.judge import reply_object
 
-    if finish_reason == "length":
-        raise TagReject("truncated", "finish_reason=length")
-    try:
-        obj = parse_json_object(text)
-    except OperatorReject as e:
-        raise TagReject(e.reason, e.detail) from None
+    obj = reply_object(text, finish_reason, error=TagReject)
     raw = obj.get("tags")
     if not isinstance(raw, list):
         raise TagReject("missing_tags", f"'tags' is {type(raw).__name__}")

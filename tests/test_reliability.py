@@ -192,7 +192,7 @@ _JUDGE_BAD: dict[str, tuple[Reply, str]] = {
     "truncated_json": (Reply('{"quality": 9, "complex'), "judge_not_json"),
     "invalid_json": (Reply("quality: 9, complexity: 3"), "judge_not_json"),
     "length": (Reply(_VERDICT_OK, finish_reason="length"), "judge_truncated"),
-    "refusal": (Reply("I'm sorry, but I can't grade this."), "judge_not_json"),
+    "refusal": (Reply("I'm sorry, but I can't grade this."), "judge_refusal"),
     "empty": (Reply(""), "judge_not_json"),
     "out_of_range": (Reply('{"quality": 11, "complexity": 3, "reason": "x"}'), "judge_score_out_of_range"),
     "nan_score": (Reply('{"quality": NaN, "complexity": 3, "reason": "x"}'), "judge_score_out_of_range"),

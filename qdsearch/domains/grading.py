@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from qdsearch.judge import JudgeReject
-from qdsearch.operators.evol import OperatorReject, parse_json_object
+from qdsearch.judge import JudgeReject, reply_object
 
 __all__ = ["grade_schema", "parse_grade", "render_grade"]
 
@@ -107,12 +106,7 @@ def parse_grade(
             [1, 10], or a label missing or not one of its axis's labels. Never any
             other exception.
     """
-    if finish_reason == "length":
-        raise JudgeReject("truncated", "finish_reason=length")
-    try:
-        obj = parse_json_object(text)
-    except OperatorReject as e:
-        raise JudgeReject(e.reason, e.detail) from None
+    obj = reply_object(text, finish_reason)
     out: dict[str, Any] = {"quality": _score(obj, "quality")}
     if complexity:
         out["complexity"] = _score(obj, "complexity")

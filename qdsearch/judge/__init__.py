@@ -12,12 +12,14 @@ flags judge-steering text for the pipeline's reject/penalize policy.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from qdsearch.judge.injection import FAMILIES, Flag, describe, neutralize, scan
+from qdsearch.operators.elimination import is_refusal
 from qdsearch.operators.evol import OperatorReject, parse_json_object
 from qdsearch.types import Judgement, Sample
 
@@ -31,6 +33,7 @@ __all__ = [
     "neutralize",
     "parse_verdict",
     "render_judge",
+    "reply_object",
     "scan",
 ]
 
@@ -137,6 +140,27 @@ def _score(obj: dict[str, Any], key: str) -> float:
     return f
 
 
+def reply_object(
+    text: str, finish_reason: str | None = None, error: Callable[[str, str], Exception] = JudgeReject
+) -> dict[str, Any]:
+    """The one JSON object a grading reply must be (judges, graders, taggers).
+
+    Raises:
+        JudgeReject (or ``error(reason, detail)``, e.g. another reject class):
+            ``truncated`` (``finish_reason == "length"``), ``refusal``, ``not_json``,
+            ``not_object``.
+    """
+    err = error
+    if finish_reason == "length":
+        raise err("truncated", "finish_reason=length")
+    try:
+        return parse_json_object(text)
+    except OperatorReject as e:
+        if is_refusal(text):
+            raise err("refusal", text[:80]) from None
+        raise err(e.reason, e.detail) from None
+
+
 def parse_verdict(text: str, aspect: Aspect, finish_reason: str | None = None) -> dict[str, Any]:
     """Strictly parses a judge reply into ``{"quality"?, "complexity"?, "reason"}``.
 
@@ -145,12 +169,7 @@ def parse_verdict(text: str, aspect: Aspect, finish_reason: str | None = None) -
             a score missing, non-numeric, non-finite or outside [1, 10]. Never any
             other exception, whatever the text.
     """
-    if finish_reason == "length":
-        raise JudgeReject("truncated", "finish_reason=length")
-    try:
-        obj = parse_json_object(text)
-    except OperatorReject as e:
-        raise JudgeReject(e.reason, e.detail) from None
+    obj = reply_object(text, finish_reason)
     out: dict[str, Any] = {}
     for key in VERDICT_SCHEMA[aspect]["required"]:
         if key != "reason":

@@ -12,6 +12,7 @@ import re
 __all__ = [
     "check_instruction",
     "check_response",
+    "is_refusal",
     "normalise",
 ]
 
@@ -33,6 +34,11 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def is_refusal(text: str) -> bool:
+    """Whether ``text`` opens like a refusal or an apology ("I'm sorry, but I can't...")."""
+    return _REFUSAL.search(text) is not None
 
 
 def normalise(text: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -86,27 +88,62 @@ class SentenceTransformerEmbedder:
 
 
 class EndpointEmbedder:
-    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (sync facade)."""
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (sync facade).
+
+    The embedder keeps one private event loop and one HTTP client (connection pool)
+    for its whole life, so a batch costs one request, not a new client (a TLS
+    context, a session, a connection) each time. Calls are serialised; ``embed``
+    may be called from any thread that is not running an event loop (the campaign
+    calls it through ``asyncio.to_thread``). :meth:`close` releases the client; it
+    also runs when the embedder is garbage-collected or the interpreter exits.
+    """
 
     def __init__(self, cfg: EmbeddingConfig) -> None:
         from qdsearch.llm.client import LLMClient
 
         self.batch_size = cfg.batch_size
         self._client = LLMClient(EndpointConfig(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env))
+        self._loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _close_loop, self._loop, self._client, self._lock)
         self.dim = int(self.embed(["dimension probe"]).shape[1])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         async def run() -> np.ndarray:
-            try:
-                parts = [
-                    await self._client.embed(texts[i : i + self.batch_size])
-                    for i in range(0, len(texts), self.batch_size)
-                ]
-            finally:
-                await self._client.aclose()
+            parts = [
+                await self._client.embed(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
+            ]
             return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
-        return asyncio.run(run())
+        with self._lock:
+            if self._loop.is_closed():
+                raise RuntimeError("the embedder is closed")
+            return self._loop.run_until_complete(run())
+
+    def close(self) -> None:
+        """Closes the HTTP client and the private loop (idempotent)."""
+        self._finalizer()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, client: Any, lock: threading.Lock) -> None:
+    def close() -> None:
+        with lock:
+            if loop.is_closed():
+                return
+            try:
+                loop.run_until_complete(client.aclose())
+            finally:
+                loop.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running in this thread: close here
+        close()
+        return
+    # Collected inside a running loop: that thread cannot run another loop.
+    t = threading.Thread(target=close, name="embedder-close")
+    t.start()
+    t.join(timeout=10)
 
 
 def make_embedder(cfg: EmbeddingConfig) -> Embedder:

@@ -1,0 +1,1 @@
+"""Performance benchmark of the engine (issue 7); run ``python -m experiments.bench --help``."""

@@ -1,0 +1,5 @@
+"""``python -m experiments.bench [--quick]``: see :mod:`experiments.bench.run`."""
+
+from experiments.bench.run import main
+
+main()

@@ -1,0 +1,238 @@
+"""One measured run, in a process of its own: a qdsearch campaign or the bare loop.
+
+    python -m experiments.bench.engine qdsearch --base-url URL --children 200 --concurrency 64
+    python -m experiments.bench.engine bare     --base-url URL --children 200 --concurrency 64
+
+Prints one JSON line (the last line of stdout) with the run's figures:
+
+- ``children``, ``wall_s`` (the measured phase), ``children_per_s``, ``calls``;
+- ``total_s``: for qdsearch, from making the campaign to its end (seed phase and
+  setup included); for the bare loop the same as ``wall_s``;
+- ``cpu_s``: this process's user + system CPU over the measured phase;
+- ``peak_rss_mb``: this process's peak resident set size.
+
+**qdsearch** is the real campaign code: :class:`~qdsearch.campaign.Campaign` with
+the in-process runtime (one :class:`~qdsearch.pipeline.Worker`, its
+:class:`~qdsearch.llm.client.LLMClient` limited to ``--concurrency`` and
+``runtime.in_flight = --concurrency``), the endpoint embedder against the same fake
+endpoint (``/v1/embeddings``, deterministic 16-dim vectors), the default grid
+archive, and a :class:`~qdsearch.store.RunStore` in a temporary folder (event log,
+stats, snapshots every 50 children). Its measured phase starts when the seed phase
+has ended (the first step callback) and ends when ``Campaign.run`` returns.
+
+**bare** is the floor for the same endpoint work: ``--concurrency`` asyncio tasks,
+each making child after child with the same three ``LLMClient.chat`` calls a child
+costs (operator with the child JSON schema, respond, judge with the verdict
+schema), on messages rendered once by the real operator and judge. No parsing,
+embedding, archive, or log.
+
+``--profile FILE`` writes a cProfile of the measured phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from qdsearch.campaign import Campaign, StepStats  # noqa: E402
+from qdsearch.config import CampaignConfig, EndpointConfig, from_dict  # noqa: E402
+from qdsearch.descriptors.embedding import EndpointEmbedder  # noqa: E402
+from qdsearch.judge import VERDICT_SCHEMA, render_judge  # noqa: E402
+from qdsearch.llm.client import LLMClient  # noqa: E402
+from qdsearch.operators import BUILTIN, CHILD_SCHEMA  # noqa: E402
+from qdsearch.runtime import make_runtime  # noqa: E402
+from qdsearch.seeds import load_seeds  # noqa: E402
+from qdsearch.store import RunStore  # noqa: E402
+from qdsearch.types import Sample  # noqa: E402
+
+__all__ = ["SEEDS", "bench_config", "run_bare", "run_qdsearch"]
+
+SEEDS = [
+    {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
+    {"instruction": "Write a recipe for a simple tomato soup."},
+    {"instruction": "Describe the rules of volleyball briefly.", "output": "Two teams hit a ball over a net."},
+    {"instruction": "Summarise the causes of the French Revolution."},
+    {"instruction": "Give advice for a first job interview.", "output": "Prepare, be on time, ask questions."},
+    {"instruction": "Explain what a prime number is to a child."},
+    {"instruction": "List three ways to save water at home."},
+    {"instruction": "Compare a violin and a cello for a beginner."},
+]
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def endpoint_dict(base_url: str, concurrency: int) -> dict[str, Any]:
+    return {
+        "base_url": base_url,
+        "model": "bench-model",
+        "json_mode": "json_object",
+        "concurrency": concurrency,
+        "timeout_s": 300.0,
+        "backoff_s": 0.05,
+    }
+
+
+def bench_config(base_url: str, out_dir: Path, children: int, concurrency: int) -> CampaignConfig:
+    """The benchmark campaign: defaults except the endpoint, budget and in-process runtime."""
+    seeds = out_dir / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
+    return from_dict(
+        {
+            "run": {"name": "bench", "out_dir": str(out_dir / "archives"), "seed": 0},
+            "endpoint": endpoint_dict(base_url, concurrency),
+            "embedding": {"backend": "endpoint", "base_url": base_url, "model": "bench-embed"},
+            "seeds": {"path": str(seeds)},
+            "budget": {"max_children": children},
+            "runtime": {"kind": "inprocess", "in_flight": concurrency},
+        }
+    )
+
+
+@contextmanager
+def _profiled(path: str | None) -> Iterator[None]:
+    if not path:
+        yield
+        return
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        yield
+    finally:
+        prof.disable()
+        prof.dump_stats(path)
+
+
+def run_qdsearch(base_url: str, children: int, concurrency: int, profile: str | None = None) -> dict[str, Any]:
+    """Runs one campaign of ``children`` children; returns its figures (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="qds-bench-") as tmp:
+        cfg = bench_config(base_url, Path(tmp), children, concurrency)
+        marks: dict[str, float] = {}
+
+        def on_step(st: StepStats) -> None:
+            if "loop" not in marks:
+                marks["loop"] = time.perf_counter()
+                marks["cpu"] = _cpu_s()
+
+        t0 = time.perf_counter()
+        store = RunStore.create(cfg)
+        runtime = make_runtime(cfg, cfg.endpoint)
+        campaign = Campaign(
+            cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store, on_step=on_step
+        )
+
+        async def go() -> None:
+            try:
+                await campaign.run()
+            finally:
+                await runtime.close()
+
+        with _profiled(profile):
+            asyncio.run(go())
+        t1 = time.perf_counter()
+        cpu = _cpu_s() - marks["cpu"]
+        store.close()
+        c = campaign.counters
+        wall = t1 - marks["loop"]
+        return {
+            "kind": "qdsearch",
+            "children": c.children,
+            "accepted": c.accepted,
+            "calls": c.calls,
+            "child_calls": sum(r["calls"] for r in c.ops.values()),
+            "failed_calls": c.failed_calls,
+            "rejects": c.rejects,
+            "elites": int(campaign.archive.stats.num_elites) if campaign.archive is not None else 0,
+            "wall_s": wall,
+            "total_s": t1 - t0,
+            "children_per_s": c.children / wall,
+            "cpu_s": cpu,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+
+
+def _bare_messages() -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+    rng = np.random.default_rng(0)
+    parent = Sample(id="s0", instruction=SEEDS[0]["instruction"], response=SEEDS[0]["output"])
+    others = tuple(Sample(id=f"s{i}", instruction=s["instruction"]) for i, s in enumerate(SEEDS[1:5], 1))
+    op = BUILTIN["add_constraints"].render(parent, others, rng, "")
+    child = Sample(id="c0", instruction=parent.instruction + " Use exactly three bullet points.", parent_id="s0")
+    respond = [{"role": "user", "content": child.prompt_text()}]
+    child = Sample(id="c0", instruction=child.instruction, response="Here is a careful answer with useful words.")
+    judge = render_judge(child, "both", rng)
+    return list(op), respond, list(judge)
+
+
+def run_bare(base_url: str, children: int, concurrency: int, profile: str | None = None) -> dict[str, Any]:
+    """The bare loop (module docstring); returns its figures."""
+    op, respond, judge = _bare_messages()
+    client = LLMClient(EndpointConfig(**endpoint_dict(base_url, concurrency)))
+    ids = itertools.count()
+
+    async def worker() -> None:
+        while next(ids) < children:
+            await client.chat(op, tag="add_constraints", json_schema=CHILD_SCHEMA)
+            await client.chat(respond, tag="respond")
+            await client.chat(judge, tag="judge", json_schema=VERDICT_SCHEMA["both"], temperature=0.0, max_tokens=256)
+
+    async def go() -> None:
+        try:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        finally:
+            await client.aclose()
+
+    cpu0, t0 = _cpu_s(), time.perf_counter()
+    with _profiled(profile):
+        asyncio.run(go())
+    wall = time.perf_counter() - t0
+    return {
+        "kind": "bare",
+        "children": children,
+        "calls": client.usage.calls,
+        "child_calls": client.usage.calls,
+        "failed_calls": client.usage.failed,
+        "wall_s": wall,
+        "total_s": wall,
+        "children_per_s": children / wall,
+        "cpu_s": _cpu_s() - cpu0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="one measured benchmark run (see experiments/bench/engine.py)")
+    ap.add_argument("kind", choices=["qdsearch", "bare"])
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--children", type=int, required=True)
+    ap.add_argument("--concurrency", type=int, required=True)
+    ap.add_argument("--profile", default=None, help="write a cProfile of the measured run here")
+    a = ap.parse_args(argv)
+    fn = run_qdsearch if a.kind == "qdsearch" else run_bare
+    print(json.dumps(fn(a.base_url, a.children, a.concurrency, a.profile)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -95,6 +95,8 @@ def normalize(text: str) -> str:
     if not isinstance(text, str):
         text = str(text)
     text = _clip(text)
+    if text.isascii():  # nothing to normalise but spaces (ASCII has no format or look-alike characters)
+        return re.sub(r"[^\S\n]+", " ", text)
     text = unicodedata.normalize("NFKC", _visible(text)).translate(_CONFUSABLES)
     text = _visible(text)  # NFKC can produce format characters from compatibility forms
     return re.sub(r"[^\S\n]+", " ", text)

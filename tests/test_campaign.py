@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.world import world
+from tests.helpers import drive
 
 SEEDS = [
     {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
@@ -65,13 +65,7 @@ def run_campaign(cfg: CampaignConfig) -> tuple[Campaign, RunStore]:
     runtime = make_runtime(cfg, cfg.endpoint)
     campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store)
 
-    async def go() -> None:
-        try:
-            await campaign.run()
-        finally:
-            await runtime.close()
-
-    asyncio.run(go())
+    drive(campaign, runtime)
     return campaign, store
 
 

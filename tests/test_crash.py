@@ -21,6 +21,7 @@ from qdsearch.archive import elites_frame, make_archive
 from qdsearch.campaign import replay
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.world import world
+from tests.helpers import drive
 from tests.test_campaign import _child_lines, config_dict
 from tests.test_store import cfg as store_cfg
 
@@ -183,7 +184,6 @@ def test_crash_between_temp_write_and_rename_keeps_the_old_snapshot(tmp_path: Pa
 
 def test_crash_after_the_projection_was_saved_but_before_any_seed_was_logged(fake_openai: Any, tmp_path: Path) -> None:
     """Resume redoes the seed phase (given the seeds) instead of starting from an empty archive."""
-    import asyncio
 
     import numpy as np
 
@@ -206,13 +206,7 @@ def test_crash_after_the_projection_was_saved_but_before_any_seed_was_logged(fak
     runtime = make_runtime(cfg, cfg.endpoint)
     campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, embedder, store, events=[], frozen=frozen)
 
-    async def go() -> None:
-        try:
-            await campaign.run()
-        finally:
-            await runtime.close()
-
-    asyncio.run(go())
+    drive(campaign, runtime)
     events = list(store.events())
     store.close()
     assert sum(e.get("type") == "seed" for e in events) == 6

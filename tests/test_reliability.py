@@ -26,6 +26,7 @@ from qdsearch.store import RunStore
 from qdsearch.types import Candidate
 from tests.fakes.openai_server import Faults, Reply
 from tests.fakes.world import judge, mutate, respond, world, world_quality
+from tests.helpers import drive
 from tests.test_campaign import SEEDS, config_dict, run_campaign
 
 
@@ -110,7 +111,6 @@ class _FlakyRuntime:
 
 
 def test_a_job_that_raises_loses_no_other_child(fake_openai: Any, tmp_path: Path) -> None:
-    import asyncio
 
     fake = fake_openai(world)
     cfg = from_dict(config_dict(fake.base_url, tmp_path, budget={"max_children": 20}))
@@ -118,13 +118,7 @@ def test_a_job_that_raises_loses_no_other_child(fake_openai: Any, tmp_path: Path
     runtime = _FlakyRuntime(make_runtime(cfg, cfg.endpoint), "c0000004")
     campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store)  # type: ignore[arg-type]
 
-    async def go() -> None:
-        try:
-            await campaign.run()
-        finally:
-            await runtime.close()
-
-    asyncio.run(go())
+    drive(campaign, runtime)
     events = list(store.events())
     store.close()
     children = sorted(_children(events), key=lambda e: e["id"])

@@ -29,6 +29,7 @@ from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
 from qdsearch.world import World, WorldConfig, WorldServer, register
 from qdsearch.world.truth import optimal_archive
+from tests.helpers import drive
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [
@@ -153,13 +154,7 @@ def test_campaign_against_the_world_beats_its_seeds(server: WorldServer, tmp_pat
     runtime = make_runtime(cfg, cfg.endpoint)
     campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store)
 
-    async def go() -> None:
-        try:
-            await campaign.run()
-        finally:
-            await runtime.close()
-
-    asyncio.run(go())
+    drive(campaign, runtime)
     events = list(store.events())
     store.close()
     rows = list(csv.DictReader((store.path / "stats.csv").open()))

@@ -53,7 +53,7 @@ from qdsearch.operators import EVOL_OPERATORS
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
-from qdsearch.world import WorldConfig, WorldServer
+from qdsearch.world import WorldConfig, WorldServer, write_seed_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 EVOL = [op.name for op in EVOL_OPERATORS]
@@ -136,9 +136,10 @@ def run_one(cfg: CampaignConfig, endpoint: Any, embedder: Any) -> dict[str, Any]
 
 
 @contextlib.contextmanager
-def world_endpoint(base: CampaignConfig, seed: int) -> Iterator[CampaignConfig]:
-    """A fresh synthetic world with seed ``seed``; yields ``base`` pointed at it (chat and embeddings)."""
-    srv = WorldServer(WorldConfig(seed=seed)).start()
+def world_endpoint(base: CampaignConfig, seed: int, **world: Any) -> Iterator[CampaignConfig]:
+    """A fresh synthetic world ``WorldConfig(seed=seed, **world)``; yields ``base`` pointed at it (chat and
+    embeddings)."""
+    srv = WorldServer(WorldConfig(seed=seed, **world)).start()
     try:
         url = srv.base_url
         yield dataclasses.replace(
@@ -165,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embed-model", default="embed")
     p.add_argument("--world", action="store_true", help="run against synthetic worlds started here (issue 9)")
     p.add_argument("--world-seed", type=int, default=0, help="world seed of repeat 0 (repeat r: world_seed + r)")
+    p.add_argument("--world-native-seeds", action="store_true",
+                   help="with --world: seeds written by the world (spread over topics and complexity, weak "
+                        "answers; qdsearch.world.seed_tasks) instead of --seeds")  # fmt: skip
+    p.add_argument("--world-seed-level", type=int, default=1, help="answer level of the world-native seeds (1-6)")
+    p.add_argument("--world-respond-base", type=float, default=WorldConfig().respond_base,
+                   help="the world's mean answer level for a fresh answer to the easiest task")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
@@ -174,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     out = Path(args.out or ROOT / "archives" / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    world_kw = {"respond_base": args.world_respond_base}
+    if args.world_native_seeds:
+        sizes = [int(x) for x in args.seed_sizes.split(",")]
+        args.seeds = str(write_seed_tasks(out / "world-seeds.jsonl", max(sizes), 0, args.world_seed_level))
     spec: dict[str, Any] = {
         "endpoint": {
             "base_url": args.base_url,
@@ -211,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         world = args.world_seed + rep if args.world else None
                         if world is not None:
-                            with world_endpoint(cfg, world) as wcfg:
+                            with world_endpoint(cfg, world, **world_kw) as wcfg:
                                 res = run_one(wcfg, wcfg.endpoint, make_embedder(wcfg.embedding))
                         else:
                             res = run_one(cfg, endpoint, embedder)

@@ -277,8 +277,9 @@ class OperatorsConfig:
     # Optional fixed selection weights by operator name; missing names weigh 1.
     weights: dict[str, float] = field(default_factory=dict)
     discount: float = 0.97  # per-pull decay of old rewards (follows the campaign's phase)
-    # UCB exploration coefficient; rewards are normalised to [0, 1] by the largest
-    # seen, and archive gains are sparse, so a smaller value than UCB1's 1 pays.
+    # UCB exploration coefficient; each operator's mean reward is divided by the mean
+    # over all operators (1 = average), and archive gains are sparse, so a smaller
+    # value than UCB1's 1 pays.
     exploration: float = 0.3
     custom: tuple[CustomOperatorConfig, ...] = ()
 

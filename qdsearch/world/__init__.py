@@ -26,11 +26,12 @@ import sys
 from collections.abc import Sequence
 
 from qdsearch.world.model import Latent, WorldConfig
+from qdsearch.world.seeds import seed_tasks, write_seed_tasks
 from qdsearch.world.server import WorldServer, serve_forever
 from qdsearch.world.world import Reply, World
 
 __all__ = ["Latent", "Reply", "World", "WorldConfig", "WorldServer", "add_arguments", "config_from_args", "main",
-           "register"]  # fmt: skip
+           "register", "seed_tasks", "write_seed_tasks"]  # fmt: skip
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -54,7 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rise", default=",".join(d.rise_operators), help="operators that start helping (comma list)")
     p.add_argument("--malformed-rate", type=float, default=d.malformed_rate, help="share of malformed replies")
     p.add_argument("--truncated-rate", type=float, default=d.truncated_rate, help="share of truncated replies")
+    p.add_argument("--respond-base", type=float, default=d.respond_base,
+                   help="mean answer level of a fresh answer to the easiest task (falls to 1 at complexity 10)")  # fmt: skip
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat answer")
+    p.add_argument("--write-seeds", metavar="PATH", default="",
+                   help="write world-native seed tasks (spread over topics and complexity) to PATH and exit")  # fmt: skip
+    p.add_argument("--seed-count", type=int, default=64, help="how many seed tasks --write-seeds writes")
+    p.add_argument("--seed-level", type=int, default=1, help="answer level (1-6) of the seed tasks' responses")
 
 
 def config_from_args(args: argparse.Namespace) -> WorldConfig:
@@ -76,12 +83,17 @@ def config_from_args(args: argparse.Namespace) -> WorldConfig:
         rise_operators=_names(args.rise),
         malformed_rate=args.malformed_rate,
         truncated_rate=args.truncated_rate,
+        respond_base=args.respond_base,
     )
 
 
 def cmd_world(args: argparse.Namespace) -> int:
     """Serves a world in the foreground; prints its base URL."""
     cfg = config_from_args(args)
+    if args.write_seeds:
+        path = write_seed_tasks(args.write_seeds, args.seed_count, cfg.seed, args.seed_level)
+        print(f"{path}: {args.seed_count} world seed tasks (answer level {args.seed_level})")
+        return 0
 
     def announce(url: str) -> None:
         print(f"{url}  (synthetic world, seed {cfg.seed}; Ctrl-C to stop)", flush=True)

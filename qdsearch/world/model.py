@@ -163,6 +163,9 @@ class WorldConfig:
         judge_noise: standard deviation of the judge's quality noise.
         complexity_noise: standard deviation of the judge's complexity noise.
         respond_noise: standard deviation of the answer level a respond call draws.
+        respond_base: the mean answer level a respond call gives to the easiest task
+            (complexity 1); it falls linearly to 1 at complexity 10. A low value makes
+            fresh answers weak everywhere, so quality must come from answer augmentation.
         integer_scores: the judge answers whole numbers, as its schema asks.
         deceptive: turn the deceptive region on: texts about :data:`DECEPTIVE_TOPIC`
             get ``deceptive_bonus`` quality, their complexity is capped at
@@ -189,6 +192,7 @@ class WorldConfig:
     judge_noise: float = 0.5
     complexity_noise: float = 0.3
     respond_noise: float = 0.7
+    respond_base: float = 4.5
     integer_scores: bool = True
     deceptive: bool = True
     deceptive_bonus: float = 2.5
@@ -210,6 +214,7 @@ class WorldConfig:
         for key in ("embed_noise", "judge_noise", "complexity_noise", "respond_noise", "deceptive_bonus"):
             v = getattr(self, key)
             need(isinstance(v, int | float) and math.isfinite(v) and v >= 0, key, "a finite number >= 0", v)
+        need(1.0 <= self.respond_base <= R_MAX, "respond_base", f"a number in [1, {R_MAX}]", self.respond_base)
         need(1.0 <= self.deceptive_max_complexity <= 10.0, "deceptive_max_complexity", "a number in [1, 10]",
              self.deceptive_max_complexity)  # fmt: skip
         for key in ("deceptive_pull", "malformed_rate", "truncated_rate"):
@@ -443,5 +448,7 @@ def true_quality(latent: Latent, level: int, cfg: WorldConfig) -> float:
 
 def respond_mean(latent: Latent, cfg: WorldConfig) -> float:
     """The mean answer level a respond call gives: high for easy tasks, low for hard ones
-    (``4.5 - 3.5 * (complexity - 1) / 9``), so demanding cells need answer augmentation."""
-    return 4.5 - 3.5 * (true_complexity(latent, cfg) - 1.0) / 9.0
+    (``b - (b - 1) * (complexity - 1) / 9`` with ``b = cfg.respond_base``, 4.5 by default),
+    so demanding cells need answer augmentation."""
+    b = cfg.respond_base
+    return b - (b - 1.0) * (true_complexity(latent, cfg) - 1.0) / 9.0

@@ -218,8 +218,10 @@ def markdown(
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}; machine: {platform.machine()}, {_cores()} cores, "
         f"Python {platform.python_version()}; total wall time {wall:.0f} s",
         f"- engine: qdsearch {_engine_version()}",
-        f"- worlds: `WorldConfig(seed=s)` with defaults otherwise (deceptive poetry region on, judge noise sd "
-        f"{WorldConfig().judge_noise}, no payoff switch, no malformed replies), s = {args.first_seed} .. "
+        f"- worlds: `WorldConfig(seed=s{''.join(f', {k}={v!r}' for k, v in world_traps(args).items())})` with "
+        f"defaults otherwise (deceptive poetry region on, judge noise sd {WorldConfig().judge_noise}, "
+        f"{'the operators listed stall from the first request' if args.stall else 'no payoff switch'}, no "
+        f"malformed replies), s = {args.first_seed} .. "
         f"{args.first_seed + args.repeats - 1} ({args.repeats} repeats); the run seed of every method is the world "
         "seed",
         f"- seeds: `{Path(args.seeds).relative_to(ROOT) if Path(args.seeds).is_relative_to(ROOT) else args.seeds}` "
@@ -297,6 +299,11 @@ def _engine_version() -> str:
     return f"a clean export of commit {commit} (`{src}`)"
 
 
+def world_traps(args: argparse.Namespace) -> dict[str, Any]:
+    """WorldConfig fields for ``--stall`` (operators that only rephrase, from the first request)."""
+    return {"switch_after": 1, "fade_operators": tuple(args.stall)} if args.stall else {}
+
+
 async def main_async(args: argparse.Namespace) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Counter[str]]]:
     checkpoints = list(range(0, args.budget + 1, args.step))
     if checkpoints[-1] != args.budget:
@@ -305,7 +312,7 @@ async def main_async(args: argparse.Namespace) -> tuple[pd.DataFrame, list[dict[
     frames, infos = [], []
     pulls: dict[str, Counter[str]] = {m: Counter() for m in args.methods}
     for r in range(args.repeats):
-        world = WorldConfig(seed=args.first_seed + r)
+        world = WorldConfig(seed=args.first_seed + r, **world_traps(args))
         print(f"repeat {r}: world seed {world.seed}", file=sys.stderr, flush=True)
         df, info, p = await run_repeat(world, args.methods, args.budget, checkpoints, args.seeds, args.in_flight, tuned)
         df.insert(0, "repeat", r)
@@ -330,10 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--in-flight", type=int, default=8)
     p.add_argument("--tuned-discount", type=float, default=0.999)
     p.add_argument("--tuned-exploration", type=float, default=0.1)
+    p.add_argument("--stall", default="", help="comma list of operators that stall (only rephrase) from the "
+                   "first request (the world's payoff-switch trap at request 1); default: none")  # fmt: skip
     p.add_argument("--out", default=str(ROOT / "experiments/results"))
     p.add_argument("--name", default="world-curves", help="stem of the result files")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.stall = [m.strip() for m in args.stall.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")

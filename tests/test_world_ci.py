@@ -2,12 +2,12 @@
 
 1. ``operators``: qdsearch beats MAP-Elites with uniform operator choice at 600 calls on 12
    worlds where 6 of the 11 operators stall;
-2. ``archive``: qdsearch beats the archive-free Evol-Instruct pool at 1200 calls on 6
+2. ``archive``: qdsearch beats the archive-free Evol-Instruct pool at 1200 calls on 10
    default worlds.
 
 Each passes when the one-sided 95% t lower bound of the paired mean QD-score difference
 is above zero and the mean gain is at least 5% of the other method's mean. Worlds run in
-two processes; about 100 s on 2 cores. What is not checked here (qdsearch vs uniform in
+two processes; 74-88 s on 2 cores. What is not checked here (qdsearch vs uniform in
 the default world, where the gain is smaller) is measured in ``experiments/results``.
 """
 

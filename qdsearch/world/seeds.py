@@ -36,7 +36,7 @@ def _task(i: int, seed: int) -> Latent:
     plain = [t for t in TOPICS if t != DECEPTIVE_TOPIC]
     topic = plain[(i + int(hash_rng("seed-topics", seed).integers(len(plain)))) % len(plain)]
     words = tuple(TOPICS[topic][int(j)] for j in rng.choice(len(TOPICS[topic]), size=2, replace=False))
-    # A target load spread evenly over 0..10 (complexity 1..10), split into steps,
+    # A target load drawn uniformly over 0..10 (complexity 1..10), split into steps,
     # details, input records and clauses (no contradicting pair).
     target = float(rng.uniform(0.0, 10.0))
     steps = int(rng.integers(0, min(4, int(target / 1.5)) + 1))
@@ -59,9 +59,10 @@ def seed_tasks(n: int, seed: int = 0, level: int = 1) -> list[dict[str, str]]:
     """``n`` seed records (``instruction``, ``input``, ``response``) written by the world.
 
     Topics cycle through the plain (non-deceptive) topics; each task's load is drawn
-    evenly over 0..10 and split into steps (0-4), details (0-2), input records (0-2)
-    and clauses (no contradicting pair), so complexities spread evenly over 1..10. Every response has answer level
-    ``level``. Deterministic in ``(n, seed, level)``; the first ``k`` records of a call
+    uniformly over 0..10 and split into steps (0-4), details (0-2), input records
+    (0-2) and clauses (no contradicting pair), so complexities spread over 1..10 (not
+    evenly: loads come in steps of 0.5 and 1.5, but every band of a 5-bin complexity
+    axis gets seeds). Every response has answer level ``level``. Deterministic in ``(n, seed, level)``; the first ``k`` records of a call
     with ``n > k`` are the records of a call with ``n = k``.
 
     Raises:

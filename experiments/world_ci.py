@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[1]
-SEEDS = ROOT / "experiments/seeds/example_seeds.jsonl"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SEEDS = HERE / "seeds/example_seeds.jsonl"
 IN_FLIGHT = 8
 STALLED = ("deepen", "concretize", "complicate_input", "crossover", "directional", "question_rephrase")
 """Operators that stall (only rephrase) in the ``operators`` check's worlds."""
@@ -72,8 +73,8 @@ CHECKS: tuple[Check, ...] = (
 
 def run_world(check: Check, seed: int) -> dict[str, Any]:
     """QD-score of qdsearch and ``check.other`` at ``check.budget`` calls in world ``seed``."""
-    if str(ROOT / "experiments") not in sys.path:
-        sys.path.insert(0, str(ROOT / "experiments"))
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
     import world_curves
 
     from qdsearch.world import WorldConfig
@@ -95,16 +96,15 @@ def run_checks(checks: tuple[Check, ...] = CHECKS, processes: int = 2) -> pd.Dat
     else:
         # spawn: the caller may hold threads (an event loop, Ray) that fork would copy half-way.
         # Spawned children import this module by name from the parent's sys.path.
-        here = str(Path(__file__).resolve().parent)
-        added = here not in sys.path
+        added = str(HERE) not in sys.path
         if added:
-            sys.path.insert(0, here)
+            sys.path.insert(0, str(HERE))
         try:
             with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool:
                 rows = list(pool.map(run_world, *zip(*jobs, strict=True)))
         finally:
             if added:
-                sys.path.remove(here)
+                sys.path.remove(str(HERE))
     return pd.DataFrame(rows)
 
 

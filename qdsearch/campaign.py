@@ -321,6 +321,7 @@ class Campaign:
         except ValueError as e:
             raise CampaignError(str(e)) from None
         self.domain = make_domain(cfg)
+        self.domain_summary: dict[str, Any] = {}  # the domain's per-campaign figures at the last snapshot
         b = cfg.budget
         if b.max_cost_usd and not any(
             e.price_in_per_mtok or e.price_out_per_mtok for e in (cfg.endpoint, cfg.target, cfg.grader)
@@ -568,7 +569,12 @@ class Campaign:
     def snapshot(self) -> None:
         assert self.archive is not None
         state = self.counters.to_dict() | {"wall_s": self._wall(), "stop_reason": self.stop_reason}
-        self.sink.snapshot(elites_frame(self.archive), state)
+        elites = elites_frame(self.archive)
+        summary = getattr(self.domain, "campaign_summary", None)  # a domain's per-campaign figures
+        if summary is not None:
+            self.domain_summary = summary(list(zip(elites["quality"], elites["response"], strict=True)))
+            state["domain_summary"] = self.domain_summary
+        self.sink.snapshot(elites, state)
 
     # ----------------------------------------------------------------- phases
     async def _seed_phase(self) -> None:

@@ -172,6 +172,8 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
             f"coverage={st.coverage:.3f} qd_score={st.qd_score:.1f} best={st.best_quality:.1f} "
             f"calls={st.calls} tokens={st.tokens} cost=${st.cost_usd:.4f} session={time.monotonic() - t0:.1f}s"
         )
+        for warning in campaign.domain_summary.get("warnings", []):  # e.g. task prompts that win by hedging
+            print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -337,6 +337,12 @@ class DomainConfig:
     answer_pattern: str = ""  # a regex; its first group (or the match) is the answer
     dev_limit: int = 0  # dev examples per evaluation (a fixed seeded subset); 0: all
     fewshot: int = 2  # first dev examples held out as the few-shot pool, never scored
+    # the task's labels (a reply must name exactly one, the expected one); empty:
+    # detected from the dev set's answers (qdsearch.domains.scoring.LabelSet.detect)
+    labels: tuple[str, ...] = ()
+    # the target's max_tokens per reply, fixed for the task and separate from the
+    # mutation model's; 0: 16 for a label task without answer_pattern, else 256
+    target_max_tokens: int = 0
     # probe and custom: descriptors and rubrics
     descriptors: Literal["complexity_topic", "categorical"] = "complexity_topic"
     axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -351,6 +357,22 @@ class DomainConfig:
             _check(bool(self.dev_path), f"{key}.dev_path", "is required when kind = 'task_prompt'")
         _check(self.dev_limit >= 0, f"{key}.dev_limit", f"must be >= 0, got {self.dev_limit}")
         _check(self.fewshot >= 0, f"{key}.fewshot", f"must be >= 0, got {self.fewshot}")
+        _check(
+            self.target_max_tokens >= 0, f"{key}.target_max_tokens", f"must be >= 0, got {self.target_max_tokens}"
+        )
+        if self.labels:
+            _check(self.kind == "task_prompt", f"{key}.labels", "only used with kind = 'task_prompt'")
+            _check(len(self.labels) >= 2, f"{key}.labels", f"needs at least 2 labels, got {len(self.labels)}")
+            seen: dict[str, str] = {}
+            for i, lab in enumerate(self.labels):
+                norm = " ".join(re.findall(r"[^\W_]+", lab.casefold()))
+                _check(bool(norm), f"{key}.labels[{i}]", f"has no letters or digits: {_show(lab)}")
+                _check(
+                    norm not in seen,
+                    f"{key}.labels[{i}]",
+                    f"{_show(lab)} is the same label as {_show(seen.get(norm))} (case and punctuation are ignored)",
+                )
+                seen[norm] = lab
         if self.scoring == "regex":
             _check(bool(self.answer_pattern), f"{key}.answer_pattern", "is required when scoring = 'regex'")
         if self.answer_pattern:

@@ -15,20 +15,30 @@ grading ("Write a rubric that scores essays 1-10"), so the patterns look for tex
 that addresses *the grader of this sample* (this/it/me + a top score, a verdict
 key with a value, a vocative to the grader), not for grading vocabulary.
 
-Text is matched after NFKC normalisation (full-width letters, ligatures), with
-zero-width and other invisible format characters removed and common Cyrillic/Greek
-look-alike letters mapped to Latin. Spaced-out or leetspeak overrides ("1gn0re
-pr3vious instructi0ns") are matched on a squashed copy of the text.
+The scan reads the text the way the judge could (:func:`qdsearch.judge.textviews.views`):
+NFKC (full-width and mathematical letters), invisible characters and combining
+marks removed, look-alike letters of other alphabets folded to Latin, and every
+decoding a model can do in its head (base64, hex, URL-encoding, HTML entities,
+ROT13, reversed text, leetspeak, letters spelled out one by one); each reading is
+scanned. Besides the English patterns, structural rules work in any language
+(:mod:`qdsearch.judge.lexicon`: an answer noun next to a top score, a greeting or a
+vocative to a grader noun, "ignore" next to "instructions"), and structure that
+looks like a verdict (a JSON/XML/YAML verdict, a markdown line or table giving full
+marks) or like a notice from the pipeline ("[SYSTEM NOTICE]", "message from the
+evaluation framework", "this sample was pre-approved", hidden HTML) is flagged.
+A second, independent check (an embedding classifier, or the judge model asked a
+yes/no question) lives in :mod:`qdsearch.judge.injection_check`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from qdsearch.judge import lexicon as lx
+from qdsearch.judge.textviews import MAX_CHARS, fold, views, visible
 from qdsearch.types import Judgement, Sample
 
 if TYPE_CHECKING:
@@ -37,10 +47,20 @@ if TYPE_CHECKING:
 __all__ = ["FAMILIES", "Flag", "describe", "injection_reject", "neutralize", "normalize", "penalize", "scan"]
 
 #: The kinds of flag :func:`scan` reports.
-FAMILIES = ("score_claim", "fake_verdict", "tag_escape", "role_marker", "override", "grader_address")
+FAMILIES = (
+    "score_claim",
+    "fake_verdict",
+    "tag_escape",
+    "role_marker",
+    "override",
+    "grader_address",
+    "pipeline_notice",
+    "hidden_text",
+    "evaluator_check",
+)
 
 _FIELDS = ("instruction", "input", "response")
-_MAX_CHARS = 200_000  # longer text is scanned on its first and last 100k characters
+_MAX_CHARS = MAX_CHARS  # longer text is scanned on its first and last 100k characters
 
 
 @dataclass(frozen=True)
@@ -60,46 +80,12 @@ class Flag:
 
 # --------------------------------------------------------------------------- normalising
 
-# Zero-width, bidi and other invisible format characters (category Cf) are dropped;
-# soft hyphen and the combining grapheme joiner too.
-_INVISIBLE = {0x00AD, 0x034F, 0x180E}
-# Look-alike letters (lower case; matching is case-insensitive) -> Latin.
-_CONFUSABLES = str.maketrans(
-    {
-        "а": "a", "в": "b", "е": "e", "ѕ": "s", "і": "i", "ј": "j", "к": "k", "м": "m", "н": "h",
-        "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ԁ": "d", "ɡ": "g", "ӏ": "l",
-        "А": "A", "В": "B", "Е": "E", "І": "I", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
-        "С": "C", "Т": "T", "Х": "X", "Ү": "Y",
-        "α": "a", "ε": "e", "ι": "i", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "ν": "v", "κ": "k",
-        "Α": "A", "Β": "B", "Ε": "E", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
-        "Τ": "T", "Χ": "X", "Υ": "Y", "Ζ": "Z",
-    }
-)  # fmt: skip
-
-
-def _clip(text: str) -> str:
-    if len(text) <= _MAX_CHARS:
-        return text
-    half = _MAX_CHARS // 2
-    return text[:half] + "\n" + text[-half:]
-
-
-def _visible(text: str) -> str:
-    """``text`` without invisible format characters (zero-width spaces, joiners, bidi marks...)."""
-    return "".join(ch for ch in text if ord(ch) not in _INVISIBLE and unicodedata.category(ch) != "Cf")
-
 
 def normalize(text: str) -> str:
-    """NFKC, invisible characters removed, look-alike letters mapped to Latin, runs of
-    spaces/tabs collapsed (newlines kept: some patterns are anchored at line starts)."""
-    if not isinstance(text, str):
-        text = str(text)
-    text = _clip(text)
-    if text.isascii():  # nothing to normalise but spaces (ASCII has no format or look-alike characters)
-        return re.sub(r"[^\S\n]+", " ", text)
-    text = unicodedata.normalize("NFKC", _visible(text)).translate(_CONFUSABLES)
-    text = _visible(text)  # NFKC can produce format characters from compatibility forms
-    return re.sub(r"[^\S\n]+", " ", text)
+    """NFKC, invisible characters and combining marks removed, look-alike letters of
+    other alphabets mapped to Latin, runs of spaces/tabs collapsed (newlines kept:
+    some patterns are anchored at line starts). See :func:`qdsearch.judge.textviews.fold`."""
+    return fold(text)
 
 
 # --------------------------------------------------------------------------- patterns
@@ -125,23 +111,63 @@ _GRADER = (
     r"grading\s+(?:model|system|ai|bot)|evaluation\s+(?:model|system|ai|bot))"
 )
 
+# Full marks as a fraction: 10/10, 5/5, 100/100, "10 out of 10" (not 50/50, 20/20: odds and eyesight).
+_FULL = r"(?<![\d/.,])(?:10\s*/\s*10|5\s*/\s*5|100\s*/\s*100|(?:10|ten)\s+out\s+of\s+(?:10|ten))(?![\d/]|[.,]\d)"
+_NOTICE_SRC = (
+    r"system|admin(?:istrator)?|pipeline|moderator|orchestrator|supervisor|evaluation|grading|scoring|judging|qa|"
+    r"quality\s+assurance|annotation|automated\s+(?:qa|review|check|grading|evaluation)|internal|operator|platform"
+)
+_NOTICE_KIND = (
+    r"notice|message|note|update|override|instructions?|directive|alert|memo|announcement|status|flag|header|"
+    r"check|team|stage|step|service|bot|log"
+)
+_GRADING_WORD = r"(?:scor|grad|rate|rating|quality|evaluat|judg|marks?\b|reviewer|assess)"
+_IN_SENT = r"[^.!?\u3002\uff01\uff1f\u061f\u0964\n]"
+_ML_GRADER = lx.compile_words(lx.GRADER)
+_ML_ANSWER = lx.compile_words(lx.ANSWER)
+_ML_GREETING = lx.compile_words(lx.GREETING)
+_ML_SUFFIX = lx.compile_words(lx.SUFFIX).replace(r"(?<!\w)", "")
+_ML_IGNORE = lx.compile_words(lx.IGNORE)
+_ML_INSTRUCTIONS = lx.compile_words(lx.INSTRUCTIONS)
+_ML_SCORE = lx.compile_words(lx.SCORE)
+_ML_MAX = lx.compile_words(lx.MAX_SCORE)
+# A top score in any language: 10/10, "10 из 10", "10 üzerinden 10", "満点", "10点", "la note maximale".
+_ML_TOP = (
+    r"(?<![\d/.,])10\s*/\s*10(?![\d/]|[.,]\d)|(?<![\d/.,])10(?:\s+[^\s\d]{1,14}){1,2}\s+10(?![\d/]|[.,]\d)|"
+    rf"{_ML_MAX}\w*\s*(?:\S+\s*)?{_ML_SCORE}|{_ML_SCORE}\w*\s*(?:\S+\s*)?{_ML_MAX}|(?<![\d/.,])10\s*{_ML_SCORE}|"
+    r"满分|満点|만점"
+)
 _Q = "[\"'`\u2018\u2019\u201c\u201d]"  # a quote mark, straight or curly
 _I = re.IGNORECASE
 _IM = re.IGNORECASE | re.MULTILINE
+
+# Patterns that can only match a text holding one of a few words: they are tried only
+# when one of those words (lower-cased substrings) is in the text.
+_NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {}
+
+
+def _needs(needles: str, pattern: re.Pattern[str]) -> re.Pattern[str]:
+    _NEEDLES[pattern] = tuple(needles.split())
+    return pattern
+
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # ---- score claims
     (
         "score_claim",
-        re.compile(
-            rf"\b(?:rate|score|grade|mark|give|award|assign|judge|evaluate|rank)\s+{_SAMPLE_REF}\b[^.\n]{{0,40}}?{_TOP}",
-            _I,
+        _needs(
+            "rate score grade mark give award assign judge evaluate rank",
+            re.compile(
+                rf"\b(?:rate|score|grade|mark|give|award|assign|judge|evaluate|rank)\s+{_SAMPLE_REF}\b[^.\n]{{0,40}}?{_TOP}",
+                _I,
+            ),
         ),
     ),
     (
         "score_claim",
         re.compile(
-            rf"\b{_SAMPLE_REF}\s+(?:\w+\s+){{0,2}}?(?:is|deserves?|merits?|earns?|warrants?|gets?|scores?|rates?|"
+            rf"\b{_SAMPLE_REF}\s+(?:\w+\s+){{0,2}}?(?:is|deserves?|merits?|earns?|warrants?|gets?|getting|"
+            r"receives?|receiving|scores?|rates?|"
             r"should\s+(?:get|receive|score|be\s+(?:given|rated|scored|graded|marked))|"
             r"must\s+(?:get|receive|score|be\s+(?:given|rated|scored|graded|marked))|"
             rf"(?:is\s+)?worth)\s+[^.\n]{{0,25}}?{_TOP}",
@@ -157,17 +183,24 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("score_claim", re.compile(r"\b(?:quality|complexity)\s*(?:score|rating)?\s*(?:[:=]|is|of)\s*10\s*/\s*10", _I)),
     (
         "score_claim",
-        re.compile(r"\b(?:give|award|assign)\s+(?:full|top|maximum|max|perfect)\s+(?:marks|points|score|scores)\b", _I),
+        re.compile(
+            r"\b(?:give|award|assign|grant)\s+(?:(?:it|this|them)\s+)?(?:the\s+|a\s+)?(?:full|top|maximum|max|perfect|"
+            r"highest)\s+(?:possible\s+)?(?:marks|points|score|scores|rating|grade)\b",
+            _I,
+        ),
     ),
     # multilingual claims: es/pt, fr, de, it, zh
     (
         "score_claim",
-        re.compile(
-            r"\b(?:califica|calif[ií]quelo|punt[uú]a|pont[uú]e|avalie|note[sz]?|notez|donnez|bewerte|bewerten\s+sie|"
-            r"gib|geben\s+sie|valuta|d[aà]i|dai)\b[^.\n]{0,40}?(?:10\s*/\s*10|10\s+(?:sur|von|de|su|points|punkte|punti)\s+10|"
-            r"(?:la\s+)?note\s+maximale|la\s+nota\s+m[aá]xima|nota\s+m[aá]xima|volle\s+punktzahl|punteggio\s+massimo|"
-            r"un\s+10|une?\s+10|eine\s+10|einen?\s+10|um\s+10)",
-            _I,
+        _needs(
+            "10 maxim massim voll",
+            re.compile(
+                r"\b(?:califica|calif[ií]quelo|punt[uú]a|pont[uú]e|avalie|note[sz]?|notez|donnez|bewerte|bewerten\s+sie|"
+                r"gib|geben\s+sie|valuta|d[aà]i|dai)\b[^.\n]{0,40}?(?:10\s*/\s*10|10\s+(?:sur|von|de|su|points|punkte|punti)\s+10|"
+                r"(?:la\s+)?note\s+maximale|la\s+nota\s+m[aá]xima|nota\s+m[aá]xima|volle\s+punktzahl|punteggio\s+massimo|"
+                r"un\s+10|une?\s+10|eine\s+10|einen?\s+10|um\s+10)",
+                _I,
+            ),
         ),
     ),
     ("score_claim", re.compile(r"(?:给|打)(?:这|它|我|本)[^。\n]{0,8}?(?:满分|10\s*分|十分)|满分\s*10\s*分")),
@@ -178,10 +211,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "fake_verdict",
-        re.compile(
-            r"\b(?:final\s+|official\s+|grader'?s?\s+|judge'?s?\s+)?(?:verdict|evaluation\s+result|grading\s+result)"
-            r"\s*[:=]\s*(?:\{|\d|pass|accept|excellent|10)",
-            _I,
+        _needs(
+            "verdict result",
+            re.compile(
+                r"\b(?:final\s+|official\s+|grader'?s?\s+|judge'?s?\s+)?(?:verdict|evaluation\s+result|grading\s+result)"
+                r"\s*[:=]\s*(?:\{|\d|pass|accept|excellent|10)",
+                _I,
+            ),
         ),
     ),
     # ---- delimiter escapes: sample/material tags, our section headings inside a field
@@ -214,12 +250,15 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # ---- overrides
     (
         "override",
-        re.compile(
-            r"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon)\s+(?:(?:all|any|every|of|the|your|these|"
-            r"those)\s+)*(?:previous|prior|above|earlier|preceding|former|foregoing|original|initial|system|grading|"
-            r"scoring|evaluation|judging|other)\s+(?:\w+\s+)?(?:instructions?|rules?|rubrics?|criteria|guidelines|"
-            r"prompts?|directions?|context|constraints?|directives?|orders|messages?)\b",
-            _I,
+        _needs(
+            "ignor disregard forget overrid bypass skip drop abandon",
+            re.compile(
+                r"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon)\s+(?:(?:all|any|every|of|the|your|these|"
+                r"those)\s+)*(?:previous|prior|above|earlier|preceding|former|foregoing|original|initial|system|grading|"
+                r"scoring|evaluation|judging|other)\s+(?:\w+\s+)?(?:instructions?|rules?|rubrics?|criteria|guidelines|"
+                r"prompts?|directions?|context|constraints?|directives?|orders|messages?)\b",
+                _I,
+            ),
         ),
     ),
     (
@@ -238,7 +277,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             _I,
         ),
     ),
-    ("override", re.compile(r"\b(?:new|updated|revised|real|actual|true)\s+(?:system\s+)?instructions?\s*:", _I)),
+    (
+        "override",
+        _needs(
+            "instruction",
+            re.compile(r"\b(?:new|updated|revised|real|actual|true)\s+(?:system\s+)?instructions?\s*:", _I),
+        ),
+    ),
     (
         "override",
         re.compile(r"\b(?:do\s+not|don't|never)\s+(?:penali[sz]e|lower\s+the\s+score\s+of|mark\s+down)\s+this\b", _I),
@@ -246,11 +291,14 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # multilingual overrides: es/pt, fr, de, it, zh
     (
         "override",
-        re.compile(
-            r"\b(?:ignora|ignore|ignorez|ignoriere|ignorieren\s+sie|olvida|esque[cç]a|oublie[zr]?|vergiss)\s+"
-            r"(?:\w+\s+){0,3}?(?:instrucciones|instru[cç][õo]es|instructions|anweisungen|istruzioni|consignes|"
-            r"regeln|reglas|regras|r[eè]gles|regole)\b",
-            _I,
+        _needs(
+            "ignor olvid esque oubli vergiss",
+            re.compile(
+                r"\b(?:ignora|ignore|ignorez|ignoriere|ignorieren\s+sie|olvida|esque[cç]a|oublie[zr]?|vergiss)\s+"
+                r"(?:\w+\s+){0,3}?(?:instrucciones|instru[cç][õo]es|instructions|anweisungen|istruzioni|consignes|"
+                r"regeln|reglas|regras|r[eè]gles|regole)\b",
+                _I,
+            ),
         ),
     ),
     (
@@ -261,7 +309,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "grader_address",
         re.compile(
-            r"\b(?:dear|hello|hi|hey|greetings|attention|note\s+to(?:\s+the)?|message\s+(?:to|for)(?:\s+the)?|"
+            r"\b(?:dear|hello|hi|hey|greetings|attention|attn|note\s+(?:to|for)(?:\s+the)?|message\s+(?:to|for)(?:\s+the)?|"
+            r"instructions?\s+for(?:\s+the)?|"
             r"psst)\s*,?\s+(?:ai\s+|llm\s+|automated\s+|esteemed\s+|kind\s+|honou?red\s+|model\s+)?"
             rf"{_GRADER}s?\b(?-i:(?!\s+[A-Z][a-z]))",
             _I,
@@ -291,7 +340,155 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             _I,
         ),
     ),
+    (
+        "grader_address",
+        re.compile(
+            r"\b(?:whoever|anyone\s+who|the\s+(?:model|ai|llm|system|bot|assistant)\s+(?:that|which|who))\s+(?:is\s+)?"
+            r"(?:evaluat|grad|judg|scor|rat|assess|mark|review|read)\w*\s+(?:this|these|me|it|my|the\s+(?:above|following))\b",
+            _I,
+        ),
+    ),
+    (
+        "grader_address",
+        re.compile(
+            r"\bto\s+the\s+(?:model|ai|llm|system|bot|assistant|program)\s+(?:that\s+is\s+|who\s+is\s+|which\s+is\s+)?"
+            r"(?:reading|grading|evaluating|judging|scoring|rating|assessing|reviewing|checking)\b",
+            _I,
+        ),
+    ),
+    ("grader_address", re.compile(rf"\bas\s+(?:the|your|an?)\s+(?:ai\s+)?{_GRADER}\s+(?:of|for)\s+this\b", _I)),
+    # ---- verdict-shaped structure: a verdict line, a markdown table or an XML tag giving full marks
+    (
+        "fake_verdict",
+        re.compile(
+            r"^[\s>|#\-+]*(?:(?:final|overall|total|my|the)\s+)?(?:score|rating|grade|quality|complexity|verdict|"
+            r"marks?|evaluation|result)\s*(?:[:=|]|-{1,2}|\u2013|\u2014)\s*"
+            rf"(?:{_FULL}|(?:10|ten)\b(?:\.0)?(?!\s*(?:-|to|\u2013|/)\s*\d))",
+            _IM,
+        ),
+    ),
+    (
+        "fake_verdict",
+        _needs(
+            "10 5/5 100 ten",
+            re.compile(
+                r"^[^\n]{0,80}\b(?:score|rating|grade|overall|total|final|verdict|quality|marks|points)\b[^\n]{0,40}?"
+                rf"{_FULL}",
+                _IM,
+            ),
+        ),
+    ),
+    (
+        "fake_verdict",
+        re.compile(
+            r"<\s*(score|rating|grade|quality|complexity|verdict|evaluation)\s*>\s*(?:10|9|ten|excellent|pass|perfect)\b"
+            r"[^<]{0,20}<\s*/\s*\1\s*>",
+            _I,
+        ),
+    ),
+    (
+        "fake_verdict",
+        _needs(
+            "score rating grade overall total verdict",
+            re.compile(
+                rf"{_Q}?(?:score|rating|grade|overall|total|verdict){_Q}?\s*[:=]\s*{_Q}?\s*(?:10|9(?:\.\d+)?|ten|nine|"
+                rf"excellent|perfect|pass(?:ed)?){_Q}?\s*[,}}\n][^{{}}]{{0,200}}?{_Q}?(?:reason|justification|rationale|"
+                rf"explanation|feedback|critique|comments?){_Q}?\s*[:=]|"
+                rf"{_Q}?(?:reason|justification|rationale|explanation|feedback|critique|comments?){_Q}?\s*[:=][^{{}}]{{0,200}}?"
+                rf"[,{{\n]\s*{_Q}?(?:score|rating|grade|overall|total|verdict){_Q}?\s*[:=]\s*{_Q}?\s*(?:10|9(?:\.\d+)?|"
+                r"ten|nine|excellent|perfect|pass(?:ed)?)\b",
+                _I,
+            ),
+        ),
+    ),
+    # ---- notices from the pipeline, the system or an operator
+    (
+        "pipeline_notice",
+        re.compile(
+            rf"[\[(<{{]\s*(?:{_NOTICE_SRC})(?:\s+(?:{_NOTICE_KIND}))*\s*[\])>}}]|"
+            rf"^\s*(?:-{{2,}}|={{2,}}|#{{1,6}}|\*{{2,}})\s*(?:{_NOTICE_SRC})(?:\s+(?:{_NOTICE_KIND}))+\s*(?:-{{2,}}|={{2,}}|:)?\s*$|"
+            rf"^\s*(?:{_NOTICE_SRC})\s+(?:{_NOTICE_KIND})s?\s*:",
+            _IM,
+        ),
+    ),
+    (
+        "pipeline_notice",
+        _needs(
+            "evaluation grading scoring judging qa annotation moderation admin",
+            re.compile(
+                r"\b(?:message|note|notice|instruction|directive|memo|update|alert|announcement)s?\s+(?:from|for|to|by)\s+"
+                r"(?:the\s+)?(?:\w+\s+)?(?:evaluation|grading|scoring|judging|qa|annotation|moderation|admin\w*)\s+"
+                r"(?:framework|system|pipeline|team|stage|step|model|process|service|engine|harness|module|layer|bot|ai)\b",
+                _I,
+            ),
+        ),
+    ),
+    (
+        "pipeline_notice",
+        _needs(
+            "pre approved verified graded scored rated validated certified whitelisted evaluated",
+            re.compile(
+                r"\b(?:this|the)\s+(?:sample|entry|response|answer|submission|item|example|output|pair|text|record|solution)\s+"
+                r"(?:has|had|was|is|have)\s+(?:already\s+)?(?:been\s+)?(?:pre-?(?:approved|verified|graded|scored|rated|"
+                r"validated|screened|evaluated|checked)\b|already\s+(?:been\s+)?(?:graded|scored|rated|evaluated|approved)\b|"
+                r"(?:graded|scored|rated|evaluated|approved|verified|validated|certified|whitelisted)\s+(?:by|as)\s+"
+                r"(?:\w+\s+){0,3}?(?:humans?|experts?|annotators?|moderators?|reviewers?|graders?|judges?|evaluators?|team|"
+                r"gold|admins?|staff|pipeline|system)\b)",
+                _I,
+            ),
+        ),
+    ),
+    (
+        "override",
+        _needs(
+            "evaluat grading scoring judging score grade rate judge",
+            re.compile(
+                r"\b(?:skip|bypass|disable|suspend|turn\s+off)(?:s|ed|ing)?\s+(?:the\s+|all\s+|any\s+)?(?:evaluation|grading|"
+                r"scoring|judging|re-?scoring)\b|\b(?:evaluation|grading|scoring|judging)\s+(?:stage|step|phase|process)?\s*"
+                r"(?:is|has\s+been|was)\s+(?:disabled|skipped|bypassed|turned\s+off|not\s+(?:needed|required))|"
+                r"\b(?:do\s+not|don't|never)\s+re-?(?:score|grade|evaluate|rate|judge)\b",
+                _I,
+            ),
+        ),
+    ),
+    # ---- text hidden from a human reader but not from the judge
+    (
+        "hidden_text",
+        _needs(
+            "<!-- display visibility font-size opacity",
+            re.compile(
+                rf"<!--(?:(?!-->)[\s\S]){{0,400}}?{_GRADING_WORD}|(?:display\s*:\s*none|visibility\s*:\s*hidden|"
+                rf"font-size\s*:\s*0|opacity\s*:\s*0)[^>]{{0,80}}>[^<]{{0,300}}?{_GRADING_WORD}",
+                _I,
+            ),
+        ),
+    ),
+    # ---- any language: an answer noun next to a top score, a greeting or vocative to a grader noun,
+    # "ignore" next to "instructions" (qdsearch.judge.lexicon)
 )
+
+# Any language (qdsearch.judge.lexicon): an answer noun next to a top score, a greeting
+# or a vocative to a grader noun, "ignore" next to "instructions". Each runs only when
+# its gate opens (a word of the text starts like one of the words it needs).
+_ML_PATTERNS: tuple[tuple[str, re.Pattern[str], lx.Gate], ...] = (
+    (
+        "score_claim",
+        re.compile(rf"(?:{_ML_TOP}){_IN_SENT}{{0,120}}?{_ML_ANSWER}|{_ML_ANSWER}{_IN_SENT}{{0,120}}?(?:{_ML_TOP})", _I),
+        lx.Gate(lx.ANSWER),
+    ),
+    (
+        "grader_address",
+        re.compile(
+            rf"{_ML_GREETING}[\s,]*(?:\S+\s+){{0,2}}?{_ML_GRADER}|"
+            rf"(?:^|[.!?\u3002\uff01\uff1f:\n]\s*)(?:{_ML_GREETING}\s*)?{_ML_GRADER}\w*\s*[,:\u060c\uff0c\uff1a\u3001]|"
+            rf"{_ML_GRADER}\w*\s*(?:{_ML_SUFFIX})",
+            _IM,
+        ),
+        lx.Gate(lx.GRADER),
+    ),
+    ("override", re.compile(rf"{_ML_IGNORE}{_IN_SENT}{{0,60}}?{_ML_INSTRUCTIONS}", _I), lx.Gate(lx.IGNORE)),
+)
+_WORD = re.compile(r"\w+")
 
 # Squashed (letters only, leetspeak undone) forms of the strongest overrides, for
 # spaced-out, dotted or digit-substituted spellings.
@@ -313,20 +510,35 @@ def _excerpt(s: str) -> str:
 
 
 def _scan_text(text: str, field: str) -> list[Flag]:
-    norm = normalize(text)
     flags: list[Flag] = []
     seen: set[str] = set()
-    for family, pat in _PATTERNS:
-        if family in seen:
-            continue
-        m = pat.search(norm)
-        if m:
-            seen.add(family)
-            flags.append(Flag(family, field, _excerpt(m.group(0))))
-    if "override" not in seen:
-        m = _SQUASHED.search(_squash(norm))
-        if m:
-            flags.append(Flag("override", field, _excerpt(m.group(0))))
+    for layer, view in views(text):
+        tag = "" if layer in ("plain", "folded") else f"[{layer.replace('+folded', '')}] "
+        low = view.lower()
+        for family, pat in _PATTERNS:
+            if family in seen:
+                continue
+            needles = _NEEDLES.get(pat)
+            if needles and not any(n in low for n in needles):
+                continue
+            m = pat.search(view)
+            if m:
+                seen.add(family)
+                flags.append(Flag(family, field, _excerpt(tag + m.group(0))))
+        tokens: set[str] | None = None
+        for family, pat, gate in _ML_PATTERNS:
+            if family in seen:
+                continue
+            if tokens is None:
+                tokens = set(_WORD.findall(low))
+            if gate.opens(tokens, view) and (m := pat.search(view)):
+                seen.add(family)
+                flags.append(Flag(family, field, _excerpt(tag + m.group(0))))
+        if "override" not in seen:
+            m = _SQUASHED.search(_squash(view))
+            if m:
+                seen.add("override")
+                flags.append(Flag("override", field, _excerpt(tag + m.group(0))))
     return flags
 
 
@@ -395,7 +607,7 @@ def neutralize(text: str) -> str:
     try:
         if not isinstance(text, str):
             text = str(text)
-        out = _visible(text)
+        out = visible(text)
         for pat, repl in _DEFANG:
             out = pat.sub(repl, out)
         return out

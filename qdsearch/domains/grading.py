@@ -14,19 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from qdsearch.judge import JudgeReject, reply_object
+from qdsearch.judge import REASON_SCHEMA, SCORE_SCHEMA, JudgeReject, reply_object
 
 __all__ = ["grade_schema", "parse_grade", "render_grade"]
 
 
 def grade_schema(axes: Mapping[str, Sequence[str]], complexity: bool) -> dict[str, Any]:
-    """JSON schema of a verdict with these axes."""
-    props: dict[str, Any] = {"quality": {"type": "integer", "minimum": 1, "maximum": 10}}
+    """JSON schema of a verdict with these axes: the scores first (each one of the
+    integers 1..10), then one label per axis (from its list), then a one-line
+    ``reason`` (the judge's :data:`~qdsearch.judge.REASON_SCHEMA`), all of it
+    enforceable by a grammar-constrained server."""
+    props: dict[str, Any] = {"quality": dict(SCORE_SCHEMA)}
     if complexity:
-        props["complexity"] = {"type": "integer", "minimum": 1, "maximum": 10}
+        props["complexity"] = dict(SCORE_SCHEMA)
     for name, labels in axes.items():
         props[name] = {"type": "string", "enum": list(labels)}
-    props["reason"] = {"type": "string", "maxLength": 200}
+    props["reason"] = dict(REASON_SCHEMA)
     return {"type": "object", "properties": props, "required": list(props)}
 
 

@@ -25,6 +25,8 @@ from qdsearch.types import Judgement, Sample
 
 __all__ = [
     "FAMILIES",
+    "REASON_SCHEMA",
+    "SCORE_SCHEMA",
     "VERDICT_SCHEMA",
     "Flag",
     "JudgeReject",
@@ -49,13 +51,31 @@ class JudgeReject(ValueError):
         self.detail = detail
 
 
+# What a grammar-constrained server (llama.cpp) can enforce, not only describe: a
+# score is one of ten integers (llama.cpp's grammar ignores minimum/maximum, so a
+# bare "integer" lets through 0, 17 or 10**15), and a reason is one line without
+# quotes, backslashes or control characters, of bounded length, so it can neither
+# break the JSON nor run to the token limit. The pattern carries the length too:
+# llama.cpp's converter uses a string's pattern and then ignores its maxLength.
+REASON_MAX_CHARS = 160
+SCORE_SCHEMA: dict[str, Any] = {"type": "integer", "enum": list(range(1, 11))}
+REASON_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": f'^[^"\\\\\\x00-\\x1f]{{0,{REASON_MAX_CHARS}}}$',
+    "maxLength": REASON_MAX_CHARS,
+}
+
+
 def _schema(aspect: Aspect) -> dict[str, Any]:
-    props: dict[str, Any] = {"reason": {"type": "string", "maxLength": 200}}
-    if aspect in ("both", "quality"):
-        props["quality"] = {"type": "integer", "minimum": 1, "maximum": 10}
+    # Scores first, the reason last: a grammar emits keys in this order, so the
+    # verdict is complete before any free text starts.
+    props: dict[str, Any] = {}
     if aspect in ("both", "complexity"):
-        props["complexity"] = {"type": "integer", "minimum": 1, "maximum": 10}
-    return {"type": "object", "properties": props, "required": [*sorted(k for k in props if k != "reason"), "reason"]}
+        props["complexity"] = dict(SCORE_SCHEMA)
+    if aspect in ("both", "quality"):
+        props["quality"] = dict(SCORE_SCHEMA)
+    props = dict(sorted(props.items())) | {"reason": dict(REASON_SCHEMA)}
+    return {"type": "object", "properties": props, "required": list(props)}
 
 
 VERDICT_SCHEMA = {a: _schema(a) for a in ("both", "quality", "complexity")}

@@ -24,11 +24,19 @@ from qdsearch.types import Sample
 
 __all__ = ["CHILD_SCHEMA", "EVOL_OPERATORS", "OperatorReject", "PromptOperator", "parse_json_object"]
 
+# The text of one JSON string as it appears between its quotes: any character but a
+# quote, a backslash or a control character, or a JSON escape. A grammar-constrained
+# server (llama.cpp, and vLLM's guided decoding) applies a string's ``pattern`` to
+# that raw text; llama.cpp's own string rule lets raw newlines through, which a
+# strict JSON parser rejects, so the pattern closes that gap. (A validator applying
+# the pattern to the decoded value would read it as "no quotes or newlines".)
+JSON_TEXT_PATTERN = r'^([^"\\\x00-\x1f]|\\(["\\/bfnrt]|u[0-9a-fA-F]{4}))*$'
+
 CHILD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "instruction": {"type": "string"},
-        "input": {"type": "string"},
+        "instruction": {"type": "string", "pattern": JSON_TEXT_PATTERN},
+        "input": {"type": "string", "pattern": JSON_TEXT_PATTERN},
     },
     "required": ["instruction", "input"],
 }

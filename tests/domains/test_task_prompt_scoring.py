@@ -250,9 +250,14 @@ def hedging_world(req: dict[str, Any]) -> str:
     return "Thank you for your message, we will look into it."
 
 
-def _config(tmp_path: Path, base_url: str, **domain: Any) -> Path:
+def _write_dev(tmp_path: Path) -> Path:
     dev = tmp_path / "dev.jsonl"
     dev.write_text("".join(json.dumps({"input": t, "output": lab}) + "\n" for t, lab in DEV))
+    return dev
+
+
+def _config(tmp_path: Path, base_url: str, **domain: Any) -> Path:
+    dev = _write_dev(tmp_path)
     seeds = tmp_path / "prompts.jsonl"
     seeds.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in SEEDS))
     d: dict[str, Any] = {
@@ -261,7 +266,7 @@ def _config(tmp_path: Path, base_url: str, **domain: Any) -> Path:
         "endpoint": {"base_url": base_url, "model": "fake", "json_mode": "json_object", "backoff_s": 0.01},
         "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
         "seeds": {"path": str(seeds)},
-        "archive": {"complexity_bins": 4, "topic_dims": 1, "topic_bins": 3},
+        "archive": {"topic": "pca", "complexity_bins": 4, "topic_dims": 1, "topic_bins": 3},
         "operators": {"names": ["rewrite", "terse"], "selection": "fixed"},
         "novelty": {"max_similarity": 1.0},
         "budget": {"max_children": 18},
@@ -320,3 +325,41 @@ def test_a_gameable_grader_lets_hedging_win_and_the_campaign_warns(
     assert any("several labels" in w for w in summary["warnings"])
     err = capsys.readouterr().err
     assert "warning: the best" in err and "hedging" in err
+
+
+def test_per_example_feedback_is_kept_for_operators(fake_openai: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    import numpy as np
+
+    from qdsearch.domains.base import EvalContext
+    from qdsearch.llm.client import LLMClient
+    from qdsearch.types import Sample
+
+    fake = fake_openai(hedging_world)
+    cfg = from_dict(
+        {
+            "domain": {"kind": "task_prompt", "dev_path": str(_write_dev(tmp_path))},
+            "endpoint": {"base_url": fake.base_url, "model": "fake"},
+        }
+    )
+    dom: Any = make_domain(cfg)
+    prompt = f"{SEEDS[0]} {HONEST}"
+
+    async def go() -> Any:
+        client = LLMClient(cfg.endpoint)
+        try:
+            ctx = EvalContext(cfg, client, client, client, np.random.default_rng(0), [])
+            sample, _ = await dom.evaluate(Sample("p", prompt), ctx)
+            return sample, dom.feedback(prompt, client)
+        finally:
+            await client.aclose()
+
+    sample, results = asyncio.run(go())
+    assert [r.example.id for r in results] == [ex.id for ex in dom.dev]  # dev order, all of them
+    reasons = {r.verdict.reason for r in results}
+    assert reasons <= {"correct", "no_label"} and reasons == {"correct", "no_label"}
+    wrong = next(r for r in results if not r.verdict.correct)
+    assert wrong.feedback == f"named none of the labels; expected {wrong.example.expected}"
+    assert f"why: {wrong.feedback}" in sample.response
+    assert dom.feedback("another prompt", cfg.endpoint.base_url) == []

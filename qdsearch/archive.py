@@ -2,7 +2,7 @@
 
 Solutions are the instruction texts themselves (``solution_dim=()``,
 ``solution_dtype=object``); the rest of each sample rides along in extra fields.
-Measures are ``[complexity, topic_1, ..., topic_k]``; the objective is the judged
+Measures are ``[complexity, topic...]`` (a topic region index, or PCA axes); the objective is the judged
 quality in [1, 10], so QD-score (offset 0) is the sum of elite qualities.
 """
 
@@ -26,6 +26,7 @@ __all__ = [
     "elites_frame",
     "make_archive",
     "make_centroids",
+    "measure_bins",
     "measure_ranges",
 ]
 
@@ -44,7 +45,18 @@ EXTRA_FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {
 
 
 def measure_ranges(cfg: ArchiveConfig) -> list[tuple[float, float]]:
+    """Ranges of the measures ``[complexity, topic...]``: a region axis spans
+    ``[0, topic_regions)`` (measure = region index + 0.5); PCA axes ``±topic_range``."""
+    if cfg.topic_kind == "regions":
+        return [COMPLEXITY_RANGE, (0.0, float(cfg.topic_regions))]
     return [COMPLEXITY_RANGE] + [(-cfg.topic_range, cfg.topic_range)] * cfg.topic_dims
+
+
+def measure_bins(cfg: ArchiveConfig) -> list[int]:
+    """Bins per measure axis of a grid archive."""
+    if cfg.topic_kind == "regions":
+        return [cfg.complexity_bins, cfg.topic_regions]
+    return [cfg.complexity_bins] + [cfg.topic_bins] * cfg.topic_dims
 
 
 def make_centroids(cfg: ArchiveConfig, seed: int) -> np.ndarray:
@@ -81,8 +93,7 @@ def make_archive(
         common["ranges"] = [(0.0, float(n)) for n in categorical]
         return GridArchive(dims=list(categorical), **common)
     if cfg.kind == "grid":
-        dims = [cfg.complexity_bins] + [cfg.topic_bins] * cfg.topic_dims
-        return GridArchive(dims=dims, **common)
+        return GridArchive(dims=measure_bins(cfg), **common)
     if centroids is None:
         raise ValueError("a CVT archive needs its saved centroids")
     if centroids.shape != (cfg.cvt_cells, 1 + cfg.topic_dims):

@@ -36,7 +36,7 @@ COLUMNS = [
 
 @pytest.mark.parametrize(("dims", "bins", "cbins", "rng"), [(1, 3, 4, 1.0), (2, 4, 5, 2.5), (3, 2, 10, 3.0)])
 def test_grid_dims_and_ranges(dims: int, bins: int, cbins: int, rng: float) -> None:
-    cfg = ArchiveConfig(complexity_bins=cbins, topic_dims=dims, topic_bins=bins, topic_range=rng)
+    cfg = ArchiveConfig(topic="pca", complexity_bins=cbins, topic_dims=dims, topic_bins=bins, topic_range=rng)
     a = make_archive(cfg)
     assert list(a.dims) == [cbins] + [bins] * dims
     assert a.cells == cbins * bins**dims and a.measure_dim == 1 + dims
@@ -47,7 +47,7 @@ def test_grid_dims_and_ranges(dims: int, bins: int, cbins: int, rng: float) -> N
 
 
 def test_cell_index_matches_the_grid() -> None:
-    a = make_archive(ArchiveConfig(complexity_bins=5, topic_dims=2, topic_bins=4, topic_range=2.5))
+    a = make_archive(ArchiveConfig(topic="pca", complexity_bins=5, topic_dims=2, topic_bins=4, topic_range=2.5))
     # complexity 3.0 -> bin 1 of 5 over [1, 10]; 0.1 -> bin 2, -0.2 -> bin 1 of 4 over [-2.5, 2.5]
     status, cell, gain = add_sample(a, Sample("c1", "Task one"), 5.0, np.array([3.0, 0.1, -0.2]), 3.0)
     assert (status, cell, gain) == ("new", int(np.ravel_multi_index((1, 2, 1), (5, 4, 4))), 5.0)
@@ -57,7 +57,7 @@ def test_cell_index_matches_the_grid() -> None:
 
 
 def test_add_statuses_and_extras() -> None:
-    a = make_archive(ArchiveConfig(complexity_bins=5, topic_dims=2, topic_bins=4))
+    a = make_archive(ArchiveConfig(topic="pca", complexity_bins=5, topic_dims=2, topic_bins=4))
     assert a.cells == 5 * 4 * 4
     s1 = Sample("c1", "Task one", input="in", response="r1", parent_id="s0", operator="deepen", generation=2)
     m = np.array([3.0, 0.1, -0.2])
@@ -86,7 +86,7 @@ def test_add_statuses_and_extras() -> None:
 
 
 def test_extra_fields_are_stored_in_the_archive() -> None:
-    a = make_archive(ArchiveConfig(topic_dims=1))
+    a = make_archive(ArchiveConfig(topic="pca", topic_dims=1))
     s = Sample("c9", "Write a poem.", input="about rain", response="Drip.", parent_id="s3", operator="x", generation=7)
     add_sample(a, s, 7.0, np.array([4.0, 0.0]), 4.5)
     d = a.data()
@@ -153,7 +153,7 @@ def test_cvt_add_returns_the_nearest_centroid() -> None:
     )
 )
 def test_archive_keeps_the_best_per_cell(adds: list[tuple[float, float, float, float]]) -> None:
-    a = make_archive(ArchiveConfig(complexity_bins=3, topic_dims=2, topic_bins=3))
+    a = make_archive(ArchiveConfig(topic="pca", complexity_bins=3, topic_dims=2, topic_bins=3))
     best: dict[int, float] = {}
     for i, (q, cx, t1, t2) in enumerate(adds):
         status, cell, gain = add_sample(a, Sample(f"c{i}", f"t{i}"), q, np.array([cx, t1, t2]), cx)

@@ -1,41 +1,189 @@
-"""Complexity descriptor: the judged score, optionally blended with cheap signals."""
+"""Complexity descriptor: what a task demands, counted without a model, blended with the judge.
+
+The LLM-free part (:func:`structural_complexity`) counts what makes a task harder
+to satisfy, not how long it is:
+
+==============  =====================================================================
+constraints     clauses that require, limit or forbid something (``must``, ``at most
+                50 words``, ``do not``, ``avoid``, ``include``, ``in the style of``...)
+formats         required output forms (JSON, table, bullet list, N paragraphs, code)
+steps           demanded reasoning or procedure (step by step, explain why, prove,
+                compare, enumerated items, first/then/finally)
+sub-questions   questions and task verbs beyond the first
+inputs          material to work on (a separate input, code, data, quoted text)
+technical       formal content (equations, numbers in computations, code tokens)
+==============  =====================================================================
+
+Each clause (a sentence or list item) counts at most once per kind, so neutral
+filler adds nothing and every added explicit requirement adds about one point;
+the sum maps to ``[1, 10]`` by ``1 + 9 (1 - exp(-s / 4))``. Length only breaks
+ties (at most +0.3 for a very long text).
+
+:func:`blend_complexity` mixes it with the judged complexity. The blend weight is
+frozen per run at the seed phase; :func:`judged_is_degenerate` detects a judge that
+gives (almost) every seed the same complexity bin, and the campaign then uses the
+LLM-free measure alone.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+
+import numpy as np
 
 from qdsearch.types import Sample
 
-__all__ = ["blend_complexity", "cheap_complexity", "count_constraints"]
+__all__ = [
+    "blend_complexity",
+    "cheap_complexity",
+    "complexity_features",
+    "count_constraints",
+    "judged_is_degenerate",
+    "structural_complexity",
+]
+
+_I = re.IGNORECASE
 
 _CONSTRAINT = re.compile(
-    r"\b(must|should|at least|at most|no more than|exactly|without|only|include|including|avoid|"
-    r"each|every|step|steps|then|first|finally|format|words|sentences|list|table|explain why|justify)\b",
-    re.IGNORECASE,
+    r"\b(?:must|should|shall|need(?:s)? to|has to|have to|make sure|ensure|be sure|required?|requirement|"
+    r"at least|at most|no more than|no less than|fewer than|less than|more than|up to|exactly|maximum|minimum|"
+    r"under \d+|within \d+|limit(?:ed)? to|keep it|keep (?:the|your)|only|without|avoid|never|do not|don't|"
+    r"cannot|can't|must not|refrain|exclude|except|include|including|mention|cite|reference|incorporate|"
+    r"use (?:a|an|the|only|exactly|at|no|simple|formal|plain|one|two|three|\d+)|written (?:in|for|as)|"
+    r"write (?:it )?(?:in|for|as)|in the (?:style|voice|tone) of|tone|audience|suitable for|aimed at|"
+    r"for (?:a|an) (?:beginner|child|expert|\d+-year-old)|begin with|start with|end with|finish with|"
+    r"each|every|per|rhym\w*|alliterat\w*|acrostic|palindrom\w*|deadline|budget of|assume)\b",
+    _I,
 )
+_FORMAT = re.compile(
+    r"\b(?:json|yaml|xml|csv|markdown|html|latex|table|tabular|bullet(?:ed)?(?: points?)?|numbered|list|"
+    r"headings?|sections?|columns?|code block|pseudo-?code|diagram|outline|template|format(?:ted)?|"
+    r"\d+ (?:words?|sentences?|paragraphs?|lines?|items?|points?|bullets?|examples?|steps?|options?|tips?|"
+    r"reasons?|ideas?|questions?|characters?|syllables?|stanzas?)|"
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten) (?:words?|sentences?|paragraphs?|lines?|items?|"
+    r"points?|bullets?|examples?|steps?|options?|tips?|reasons?|ideas?|questions?|stanzas?)|"
+    r"haiku|sonnet|limerick|title|summary table|subject line)\b",
+    _I,
+)
+_STEPS = re.compile(
+    r"\b(?:step[- ]by[- ]step|steps?|explain (?:why|how)|justify|prove|derive|show (?:your|the) (?:work|reasoning)|"
+    r"reason(?:ing)?|walk (?:me |the reader )?through|compare|contrast|analy[sz]e|evaluate|assess|critique|"
+    r"trade-?offs?|pros and cons|advantages and disadvantages|first(?:ly)?|second(?:ly)?|then|next|finally|"
+    r"afterwards|followed by|before|after that|in order|sequence|plan|strategy|optimi[sz]e|debug|design|"
+    r"calculate|compute|estimate|solve|determine|deduce|infer)\b",
+    _I,
+)
+_TASK_VERB = re.compile(
+    r"(?:^|[.!?;:,]\s*|\b(?:and|then|also|first|next|finally|and then)\s+)(?:please )?(?:write|list|explain|describe|compare|give|provide|"
+    r"calculate|compute|summari[sz]e|translate|classify|identify|suggest|propose|design|create|draft|generate|"
+    r"rewrite|analy[sz]e|evaluate|prove|derive|estimate|find|name|outline|discuss|convert|extract|implement|"
+    r"solve|recommend|rank|predict|justify|argue|plan|compose|define|illustrate)\b",
+    _I,
+)
+_TECH = re.compile(
+    r"(?:\d+\s*[-+*/^=<>%]\s*\d+|[=<>]\s*-?\d|\b\d+(?:\.\d+)?\s*(?:km|kg|m|cm|mm|s|ms|h|hours?|minutes?|%|"
+    r"dollars?|usd|eur)\b|\b(?:def|return|class|function|select|from|where|join|import|lambda|array|"
+    r"algorithm|complexity|equation|integral|derivative|matrix|vector|probability|theorem|lemma|variable|"
+    r"regex|api|sql|python|javascript|java|c\+\+|rust|recursion|big-o|o\(n)\b|[{}\[\];]|\$[^$]+\$)",
+    _I,
+)
+_CLAUSE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+|,\s*(?=(?:and |but |then |while |using |without |with |in )?\w)")
+_ENUMERATED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+", re.MULTILINE)
 
 
 def count_constraints(text: str) -> int:
-    """Number of constraint-like phrases (requirements, limits, steps) in ``text``."""
-    return len(_CONSTRAINT.findall(text))
+    """Number of clauses of ``text`` that state a requirement, limit or prohibition."""
+    return sum(1 for c in _clauses(text) if _CONSTRAINT.search(c))
+
+
+def _clauses(text: str) -> list[str]:
+    return [c for c in _CLAUSE_SPLIT.split(text) if c and c.strip()]
+
+
+def complexity_features(sample: Sample) -> dict[str, float]:
+    """The counts behind :func:`structural_complexity`, by kind (see the module doc)."""
+    instr = sample.instruction or ""
+    clauses = _clauses(instr)
+    constraints = sum(1 for c in clauses if _CONSTRAINT.search(c))
+    formats = sum(1 for c in clauses if _FORMAT.search(c))
+    steps = sum(1 for c in clauses if _STEPS.search(c)) + 0.5 * len(_ENUMERATED.findall(instr))
+    questions = instr.count("?")
+    verbs = len(_TASK_VERB.findall(instr))
+    subq = max(0, questions + verbs - 1)
+    inp = sample.input or ""
+    inputs = 0.0
+    if inp.strip():
+        inputs = 1.0 + min(2.0, math.log1p(len(inp.split())) / math.log(20.0))
+    if "```" in instr or "\n    " in instr:
+        inputs += 1.0
+    technical = min(4.0, 0.5 * len(_TECH.findall(instr + "\n" + inp)))
+    return {
+        "constraints": float(constraints),
+        "formats": float(formats),
+        "steps": float(steps),
+        "subquestions": float(min(subq, 6)),
+        "inputs": float(inputs),
+        "technical": float(technical),
+    }
+
+
+_WEIGHTS = {"constraints": 1.0, "formats": 0.7, "steps": 0.8, "subquestions": 0.6, "inputs": 0.7, "technical": 0.5}
+_SCALE = 4.0
+
+
+def structural_complexity(sample: Sample) -> float:
+    """A model-free complexity in [1, 10] from what the task demands (see the module doc)."""
+    f = complexity_features(sample)
+    s = sum(_WEIGHTS[k] * v for k, v in f.items())
+    words = len(sample.prompt_text().split())
+    tie = 0.3 * min(1.0, math.log1p(words) / math.log1p(1000))
+    return float(min(10.0, 1.0 + 9.0 * (1.0 - math.exp(-s / _SCALE)) + tie))
 
 
 def cheap_complexity(sample: Sample) -> float:
-    """A model-free complexity estimate in [1, 10] from length and constraint count.
-
-    Half of it grows with the log of the word count (saturating near 400 words),
-    half with the number of constraint phrases (saturating at 8).
-    """
-    text = sample.prompt_text()
-    words = len(text.split())
-    length_part = min(1.0, math.log1p(words) / math.log1p(400))
-    constraint_part = min(1.0, count_constraints(text) / 8.0)
-    return 1.0 + 9.0 * (0.5 * length_part + 0.5 * constraint_part)
+    """The LLM-free complexity (an alias of :func:`structural_complexity`)."""
+    return structural_complexity(sample)
 
 
 def blend_complexity(judged: float, sample: Sample, weight: float) -> float:
-    """``(1 - weight) * judged + weight * cheap_complexity(sample)``, in [1, 10]."""
+    """``(1 - weight) * judged + weight * structural_complexity(sample)``, in [1, 10]."""
     if weight <= 0:
         return float(judged)
-    return float((1.0 - weight) * judged + weight * cheap_complexity(sample))
+    if weight >= 1:
+        return structural_complexity(sample)
+    return float((1.0 - weight) * judged + weight * structural_complexity(sample))
+
+
+def _top_share(values: Sequence[float], bins: int) -> float:
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return 0.0
+    idx = np.clip(((v - 1.0) / 9.0 * bins).astype(int), 0, bins - 1)
+    return float(np.bincount(idx, minlength=bins).max() / v.size)
+
+
+def judged_is_degenerate(
+    judged: Sequence[float], bins: int, structural: Sequence[float] = (), share: float = 0.8
+) -> tuple[bool, float]:
+    """Whether judged complexities are (nearly) constant while the texts are not.
+
+    Degenerate: ``share`` or more of ``judged`` fall in one of ``bins`` equal bins over
+    [1, 10], and the LLM-free complexities of the same texts (``structural``, when
+    given) are spread more (their largest bin holds a smaller share): a judge that
+    sees no difference where the tasks' structure shows one. Seeds that are all
+    alike are not a weak judge. Fewer than 4 values are never called degenerate.
+
+    Returns:
+        (degenerate, the largest judged bin's share).
+    """
+    v = [x for x in judged if np.isfinite(x)]
+    if len(v) < 4 or bins < 2:
+        return False, 0.0
+    top = _top_share(v, bins)
+    if top < share:
+        return False, top
+    if structural and _top_share(structural, bins) >= top:
+        return False, top
+    return True, top

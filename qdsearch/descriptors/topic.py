@@ -25,12 +25,17 @@ class TopicProjection:
         components: (k, d) principal axes.
         scale: (k,) standard deviation of the fitting set along each axis.
         range: coordinates are clipped into [-range, range].
+        complexity_blend: the complexity blend frozen for the run (-1: the config's).
     """
 
     mean: np.ndarray
     components: np.ndarray
     scale: np.ndarray
     range: float
+    complexity_blend: float = -1.0
+
+    kind = "pca"
+    labels: tuple[str, ...] = ()
 
     @property
     def dims(self) -> int:
@@ -69,9 +74,28 @@ class TopicProjection:
 
     def save(self, path: str | Path) -> None:
         with open(path, "wb") as f:
-            np.savez(f, mean=self.mean, components=self.components, scale=self.scale, range=np.array(self.range))
+            np.savez(
+                f,
+                kind=np.array("pca"),
+                mean=self.mean,
+                components=self.components,
+                scale=self.scale,
+                range=np.array(self.range),
+                complexity_blend=np.array(self.complexity_blend),
+            )
+
+    @classmethod
+    def from_npz(cls, z: dict[str, np.ndarray]) -> TopicProjection:
+        blend = float(z["complexity_blend"]) if "complexity_blend" in z else -1.0
+        return cls(
+            mean=z["mean"],
+            components=z["components"],
+            scale=z["scale"],
+            range=float(z["range"]),
+            complexity_blend=blend,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> TopicProjection:
         with np.load(path) as z:
-            return cls(mean=z["mean"], components=z["components"], scale=z["scale"], range=float(z["range"]))
+            return cls.from_npz(dict(z))

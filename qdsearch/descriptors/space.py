@@ -1,0 +1,80 @@
+"""The frozen descriptor space of a run: how its topic measure is fitted, saved and loaded.
+
+A campaign fits it once, at the seed phase, from the seed embeddings plus the
+reference texts, and saves it in the run folder (``projection.npz``); resume,
+export, report and ``describe --run`` load it, so cells keep their meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from qdsearch.config import ArchiveConfig
+from qdsearch.descriptors.reference import builtin_reference
+from qdsearch.descriptors.regions import TopicRegions
+from qdsearch.descriptors.topic import TopicProjection
+
+__all__ = ["TopicSpace", "fit_texts", "fit_topic_space", "load_topic_space", "topic_cell"]
+
+TopicSpace = Union[TopicRegions, TopicProjection]  # noqa: UP007
+
+
+def fit_texts(
+    cfg: ArchiveConfig, seed_texts: Sequence[str], reference: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The texts a campaign fits its topic space on, and a topic name per text.
+
+    Seeds first (no topic name), then ``reference`` (``archive.reference_path``), then
+    the shipped corpus when ``topic_reference = "builtin"`` (regions only).
+    """
+    texts = list(seed_texts) + list(reference)
+    topics = [""] * len(texts)
+    if cfg.topic_kind == "regions" and cfg.topic_reference == "builtin":
+        for topic, text in builtin_reference():
+            texts.append(text)
+            topics.append(topic)
+    return texts, topics
+
+
+def fit_topic_space(
+    cfg: ArchiveConfig,
+    embeddings: np.ndarray,
+    seed: int,
+    texts: Sequence[str] = (),
+    topics: Sequence[str] = (),
+) -> TopicSpace:
+    """Fits the configured topic space on (n, d) ``embeddings`` of :func:`fit_texts`.
+
+    Raises:
+        ValueError: too few texts for the configured regions or PCA axes.
+    """
+    if cfg.topic_kind == "regions":
+        rng = np.random.default_rng([seed, 0x70C1C])
+        return TopicRegions.fit(embeddings, cfg.topic_regions, rng, texts, topics)
+    return TopicProjection.fit(embeddings, cfg.topic_dims, cfg.topic_range)
+
+
+def load_topic_space(path: str | Path) -> TopicSpace:
+    """Loads a saved topic space (regions, or a PCA projection; old folders hold PCA)."""
+    with np.load(path) as z:
+        data = dict(z)
+    kind = str(data.get("kind", "pca"))
+    if kind == "regions":
+        return TopicRegions.from_npz(data)
+    return TopicProjection.from_npz(data)
+
+
+def topic_cell(cfg: ArchiveConfig, space: TopicSpace, embeddings: np.ndarray) -> np.ndarray:
+    """(n,) index of each text's topic region, complexity ignored: the region for
+    ``topic = "regions"``, else the flat index of its PCA grid cell (``topic_bins``
+    per axis; for CVT archives too, as a coarse topic partition)."""
+    if isinstance(space, TopicRegions):
+        return space.assign(embeddings)
+    coords = space.transform(embeddings)
+    bins = cfg.topic_bins
+    idx = np.clip(((coords + cfg.topic_range) / (2 * cfg.topic_range) * bins).astype(int), 0, bins - 1)
+    return np.ravel_multi_index(tuple(idx.T), (bins,) * idx.shape[1]).astype(int)

@@ -488,7 +488,9 @@ _ML_PATTERNS: tuple[tuple[str, re.Pattern[str], lx.Gate], ...] = (
     ),
     ("override", re.compile(rf"{_ML_IGNORE}{_IN_SENT}{{0,60}}?{_ML_INSTRUCTIONS}", _I), lx.Gate(lx.IGNORE)),
 )
-_WORD = re.compile(r"\w+")
+# Words for the gates: runs of anything but spaces and punctuation (not \w, which
+# splits Devanagari and other scripts at their vowel signs).
+_WORD = re.compile(r"[^\s!-/:-@\[-`{-~\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\u060c\u061f\u0964\u00ab\u00bb]+")
 
 # Squashed (letters only, leetspeak undone) forms of the strongest overrides, for
 # spaced-out, dotted or digit-substituted spellings.

@@ -191,7 +191,8 @@ _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s"}
 )
 _LEET_HINT = re.compile(r"[A-Za-z][0-9@$]|[0-9@$][A-Za-z]")
-_LEET_TOKEN = re.compile(r"[A-Za-z0-9@$]*(?:[A-Za-z][0-9@$]|[0-9@$][A-Za-z])[A-Za-z0-9@$]*")
+# A word of at most 30 letters, digits, @ or $ (longer runs are codes, not words).
+_LEET_WORD = re.compile(r"(?<![A-Za-z0-9@$])[A-Za-z0-9@$]{2,30}(?![A-Za-z0-9@$])")
 # Letters spelled out one by one with the same separator: "r.a.t.e", "i g n o r e".
 _SPELLED = re.compile(r"(?<!\S)\S(?P<sep>[ .·•*_\-|~/+])\S(?:(?P=sep)\S){2,}(?!\S)")
 _MAX_CANDIDATES = 32
@@ -204,11 +205,16 @@ def _texty(raw: bytes) -> str | None:
         s = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if len(s) < 6 or " " not in s.strip():
+    probe = s  # URL-encoded or entity-encoded text inside is judged by what it decodes to
+    if "%" in probe:
+        probe = urllib.parse.unquote(probe.replace("+", " "), errors="replace")
+    if "&" in probe:
+        probe = html.unescape(probe)
+    if len(probe) < 6 or " " not in probe.strip():
         return None
-    good = sum(ch.isalpha() or ch.isspace() for ch in s)
-    bad = sum(not ch.isprintable() and ch not in "\n\t" for ch in s)
-    return s if bad == 0 and good >= 0.7 * len(s) else None
+    good = sum(ch.isalpha() or ch.isspace() for ch in probe)
+    bad = sum(not ch.isprintable() and ch not in "\n\t" for ch in probe)
+    return s if bad == 0 and good >= 0.7 * len(probe) else None
 
 
 def _base64(text: str) -> list[str]:
@@ -264,8 +270,19 @@ def _decoded(text: str) -> list[tuple[str, str]]:
         out.append(("rot13", codecs.encode(text, "rot13")))
     if _stop_hits(low, _REVERSED_STOP) >= 2:
         out.append(("reversed", text[::-1]))
-    if len(_LEET_HINT.findall(text, 0, 20_000)) >= 2 and len(_LEET_TOKEN.findall(text)) >= 2:
-        out.append(("leet", _LEET_TOKEN.sub(lambda m: m.group(0).translate(_LEET), text)))
+    if len(_LEET_HINT.findall(text, 0, 20_000)) >= 2:
+        leet = [0]
+
+        def deleet(m: re.Match[str]) -> str:
+            w = m.group(0)
+            if w.isalpha() or w.isdigit() or not any(c.isalpha() for c in w):
+                return w
+            leet[0] += 1
+            return w.translate(_LEET)
+
+        undone = _LEET_WORD.sub(deleet, text)
+        if leet[0] >= 2:
+            out.append(("leet", undone))
     if _SPELLED.search(text):
         out.append(("spelled", _SPELLED.sub(lambda m: m.group(0).replace(m.group("sep"), ""), text)))
     return out

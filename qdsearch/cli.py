@@ -10,16 +10,19 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import importlib
+import json
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, load_config
+from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, from_dict, load_config, to_dict
 
 __all__ = ["main"]
 
@@ -30,6 +33,60 @@ COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure", "qdsearch.world")
 
 class UserError(Exception):
     """An error to print as one clear line and exit 2."""
+
+
+# Command-line options that override a config key, by dotted key.
+OVERRIDE_OPTIONS: dict[str, str] = {
+    "run.name": "--name",
+    "run.out_dir": "--out-dir",
+    "budget.max_children": "--max-children",
+    "runtime.kind": "--runtime",
+    "runtime.ray_address": "--ray-address",
+}
+
+
+def with_overrides(cfg: CampaignConfig, overrides: dict[str, Any]) -> CampaignConfig:
+    """``cfg`` with command-line ``overrides`` (dotted key -> value; None: not given),
+    validated exactly as a config file is (the same conversions and checks).
+
+    Raises:
+        ConfigError: naming the option and the key, e.g. ``--max-children 0:
+            budget: set at least one of ...``.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return cfg
+    data = to_dict(cfg)
+    for key, value in given.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        shown = " ".join(
+            f"{OVERRIDE_OPTIONS.get(k, k)} {v!r}" if isinstance(v, str) else f"{OVERRIDE_OPTIONS.get(k, k)} {v}"
+            for k, v in given.items()
+        )
+        raise ConfigError(f"{shown}: {e}") from None
+
+
+def check_ray_address(address: str, where: str, timeout_s: float = 3.0) -> None:
+    """Fails fast when a Ray cluster address cannot be reached (``ray.init`` would
+    retry for about 30 s, then raise); ``auto`` and ``local`` are left to Ray. The
+    address's form was checked with the config (``runtime.ray_address``).
+
+    Raises:
+        UserError: nothing answers at the address.
+    """
+    if address in ("", "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (getattr(e, "strerror", None) or str(e))
+        raise UserError(f"{where}: cannot reach a Ray cluster at {address} ({reason})") from None
 
 
 def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
@@ -183,18 +240,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     from qdsearch.store import RunStore
 
     path = Path(args.config)
-    cfg = load_config(path)
-    overrides: dict[str, Any] = {}
-    if args.name:
-        overrides["run"] = dataclasses.replace(cfg.run, name=args.name)
-    if args.out_dir:
-        overrides["run"] = dataclasses.replace(overrides.get("run", cfg.run), out_dir=args.out_dir)
-    if args.max_children is not None:
-        overrides["budget"] = dataclasses.replace(cfg.budget, max_children=args.max_children)
-    if args.runtime:
-        overrides["runtime"] = dataclasses.replace(cfg.runtime, kind=args.runtime)
-    cfg = dataclasses.replace(cfg, **overrides)
-    cfg.validate()
+    loaded = load_config(path)
+    # Overrides pass through the same conversions and checks as the file's values;
+    # a --ray-address is used for this session only (not written to the run's config).
+    checked = with_overrides(
+        loaded,
+        {
+            "run.name": args.name or None,
+            "run.out_dir": args.out_dir or None,
+            "budget.max_children": args.max_children,
+            "runtime.kind": args.runtime,
+            "runtime.ray_address": args.ray_address,
+        },
+    )
+    ray_address = checked.runtime.ray_address
+    cfg = dataclasses.replace(
+        checked, runtime=dataclasses.replace(checked.runtime, ray_address=loaded.runtime.ray_address)
+    )
     cfg = _resolve_paths(cfg, path)
     try:
         resolve(cfg.operators.names, domain_operators(cfg))
@@ -206,22 +268,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{cfg.seeds.path}: {len(seeds)} seeds; archive.topic_dims = {cfg.archive.topic_dims} needs at least {cfg.archive.topic_dims + 1}"
         )
-    from qdsearch.campaign import CampaignError
+    if cfg.runtime.kind == "ray":
+        check_ray_address(ray_address, "--ray-address" if args.ray_address else "runtime.ray_address")
 
-    store = RunStore.create(cfg)
+    folder = Path(cfg.run.out_dir) / cfg.run.name
+    fresh = not folder.exists() or not any(folder.iterdir())
+    store = None
     try:
+        store = RunStore.create(cfg)
         print(f"run folder: {store.path}", file=sys.stderr)
-        return _execute(store, seeds, ray_address=args.ray_address, quiet=args.quiet, resume=False)
-    except CampaignError as e:
-        # A campaign that never got an elite (a refused key, a dead endpoint) leaves no
-        # half-made run folder behind: the same command can be run again as it is.
-        if not any(ev.get("status") == "accepted" for ev in store.events()):
-            store.close()
-            shutil.rmtree(store.path, ignore_errors=True)
-            raise CampaignError(f"{e} (nothing was accepted; run folder {store.path} removed)") from None
+        return _execute(store, seeds, ray_address=ray_address or None, quiet=args.quiet, resume=False)
+    except BaseException as e:
+        # A campaign that never got an elite (a refused key, a dead endpoint, Ctrl-C
+        # while the server or Ray start, a full disk) leaves no half-made run folder
+        # behind: the same command can be run again as it is.
+        if fresh and (store is None or not _has_accepted(store)):
+            made = folder.exists()
+            _discard(store, folder)
+            msg = _describe(e)
+            if msg is None:  # not a bad input or a fault of the environment: a bug, shown as it is
+                raise
+            raise UserError(msg + (f" (nothing was accepted; run folder {folder} removed)" if made else "")) from None
+        if store is not None:
+            _salvage(store, e)
         raise
     finally:
-        store.close()
+        if store is not None:
+            with contextlib.suppress(OSError, ValueError):
+                store.close()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -230,22 +304,123 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     store = RunStore.open(args.run_dir)
     try:
+        _check_saved_files(store.path, ("projection.npz", "centroids.npy"))
+        checked = with_overrides(
+            store.cfg, {"budget.max_children": args.max_children, "runtime.ray_address": args.ray_address}
+        )
+        # --ray-address is for this session only, like on `run`
+        store.cfg = dataclasses.replace(checked, runtime=store.cfg.runtime)
+        ray_address = checked.runtime.ray_address
+        if store.cfg.runtime.kind == "ray":
+            check_ray_address(
+                ray_address, "--ray-address" if args.ray_address else f"{store.path}: runtime.ray_address"
+            )
         # The seeds are needed again when the seed phase never finished: no frozen
         # projection, or a crash after saving it but before any seed was logged.
         seeded = store.load_projection() is not None and any(e.get("type") == "seed" for e in store.events())
         seeds = [] if seeded else make_domain(store.cfg).load_seeds(store.cfg.seeds.path, store.cfg.seeds.limit)
-        if args.max_children is not None:
-            store.cfg = dataclasses.replace(
-                store.cfg, budget=dataclasses.replace(store.cfg.budget, max_children=args.max_children)
-            )
-        return _execute(store, seeds, ray_address=args.ray_address, quiet=args.quiet, resume=True)
+        return _execute(store, seeds, ray_address=ray_address or None, quiet=args.quiet, resume=True)
+    except BaseException as e:
+        _salvage(store, e)
+        raise
     finally:
-        store.close()
+        with contextlib.suppress(OSError, ValueError):
+            store.close()
+
+
+def _has_accepted(store: Any) -> bool:
+    """Whether the run logged an accepted seed or child (then its folder is worth
+    keeping); True when the log cannot be read, so nothing is removed by doubt."""
+    try:
+        return any(ev.get("status") == "accepted" for ev in store.events())
+    except Exception:  # any unreadable log counts as worth keeping
+        return True
+
+
+def _discard(store: Any, folder: Path) -> None:
+    """Removes a run folder this command created and that holds nothing of value."""
+    if store is not None:
+        _drop_unwritten(store)
+        with contextlib.suppress(OSError, ValueError):
+            store.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop_unwritten(store: Any) -> None:
+    """Forgets event bytes a failed write left in the store's file buffer, so no later
+    flush (close, interpreter exit) appends them after the log has been repaired."""
+    f = getattr(store, "_events", None)
+    if f is not None:
+        store._events = None
+        with contextlib.suppress(OSError, ValueError):
+            f.raw.close()  # a buffered file whose raw file is closed never flushes again
+
+
+def _salvage(store: Any, exc: BaseException) -> None:
+    """After a failed write (disk full, file size limit, I/O error) mid-campaign: keep
+    the event log whole, so the run stays resumable. The snapshots were written
+    atomically, so the last complete one is still there."""
+    if not isinstance(exc, OSError):
+        return
+    _drop_unwritten(store)
+    with contextlib.suppress(Exception):
+        for _ in store.events(repair=True):  # cuts a torn last line off
+            pass
+    with contextlib.suppress(OSError):
+        _cut_torn_line(store.path / "stats.csv")
+    raise UserError(
+        f"{_describe(exc)}; the run is saved up to its last complete event: "
+        f"continue it with `qdsearch resume {store.path}` once the problem is fixed"
+    ) from None
+
+
+def _cut_torn_line(path: Path) -> None:
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+
+def _check_saved_files(run_dir: Path, names: Sequence[str]) -> None:
+    """Refuses a run folder whose saved files (frozen spaces, counters) are damaged,
+    naming the file, before anything reads them.
+
+    Raises:
+        StoreError: the file cannot be read as what it should be.
+    """
+    import numpy as np
+
+    from qdsearch.descriptors.topic import TopicProjection
+    from qdsearch.store import StoreError
+
+    readers: dict[str, Any] = {
+        "projection.npz": TopicProjection.load,
+        "centroids.npy": lambda p: np.load(p, allow_pickle=False),
+        "state.json": _read_json_object,
+    }
+    for name in names:
+        p = run_dir / name
+        if not p.is_file():
+            continue
+        try:
+            readers[name](p)
+        except Exception as e:  # numpy, zipfile and json raise many kinds
+            detail = str(e).strip() or type(e).__name__
+            raise StoreError(f"{p}: damaged or not a {name} file ({_one_line(detail)})") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_bytes())
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from qdsearch.export import export_run
 
+    _check_saved_files(Path(args.run_dir), ("projection.npz", "centroids.npy"))
     path = export_run(args.run_dir, args.format, args.out, args.min_quality)
     print(path)
     return 0
@@ -275,6 +450,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from qdsearch.report import build_report
     from qdsearch.store import RunStore
 
+    _check_saved_files(Path(args.run_dir), ("projection.npz", "centroids.npy", "state.json"))
     factory = None
     if not args.no_qdc:
 
@@ -350,17 +526,91 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _describe(e: BaseException) -> str | None:
+    """The one-line message for an error the user can act on; None for anything else
+    (a bug, which keeps its traceback)."""
     from qdsearch.campaign import CampaignError
+    from qdsearch.llm.client import LLMError
     from qdsearch.seeds import SeedError
     from qdsearch.store import StoreError
 
-    args = build_parser().parse_args(argv)
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(e, MemoryError):
+        return "out of memory" + (f" ({_one_line(str(e))})" if str(e) else "")
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.errno is not None:
+        where = f"{e.filename}: " if e.filename else ""
+        hint = " (disk full?)" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+        return _one_line(f"{where}{e.strerror or e}{hint}")
+    known = (ConfigError, SeedError, StoreError, CampaignError, LLMError, UserError, OSError, ValueError)
+    if isinstance(e, known):
+        return _one_line(str(e)) or type(e).__name__
+    return None
+
+
+def _missing_field(run_dir: Path, key: str) -> str | None:
+    """Where the event log lacks ``key``: ``events.jsonl:LINE: ...`` for the first
+    record without a field that the other records of its kind carry (top level, or in
+    the objects of one of its lists, such as ``calls``); None if no record lacks it."""
+    path = run_dir / "events.jsonl"
     try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError:
+        return None
+    events: list[tuple[int, dict[str, Any]]] = []
+    for no, line in enumerate(lines, 1):
+        try:
+            ev = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(ev, dict):
+            events.append((no, ev))
+
+    # a top-level field that other records of the same type and status (else type) carry
+    for kind in (lambda ev: (ev.get("type"), ev.get("status")), lambda ev: ev.get("type")):
+        carriers = {kind(ev) for _, ev in events if key in ev}
+        for no, ev in events:
+            if key not in ev and kind(ev) in carriers:
+                return f"{path}:{no}: event record has no field {key!r}"
+    # a field of the objects in a list (such as each call of ``calls``)
+    lists = {
+        name
+        for _, ev in events
+        for name, v in ev.items()
+        if isinstance(v, list) and any(isinstance(x, dict) and key in x for x in v)
+    }
+    for no, ev in events:
+        for name in sorted(lists):
+            items = ev.get(name)
+            for i, item in enumerate(items if isinstance(items, list) else []):
+                if isinstance(item, dict) and key not in item:
+                    return f"{path}:{no}: event record has no field '{name}[{i}].{key}'"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
         code: int = args.func(args)
         return code
-    except (ConfigError, SeedError, StoreError, CampaignError, UserError, FileNotFoundError, ValueError) as e:
-        print(f"qdsearch: error: {e}", file=sys.stderr)
+    except KeyError as e:
+        # A field missing from a hand-edited or damaged event log, in any command
+        # that replays one (resume, export, operators, report).
+        run_dir = getattr(locals().get("args"), "run_dir", None)
+        where = _missing_field(Path(run_dir), str(e.args[0])) if run_dir and e.args else None
+        if where is None:
+            raise
+        print(f"qdsearch: error: {where}", file=sys.stderr)
+        return 2
+    except BaseException as e:
+        msg = _describe(e)
+        if msg is None or isinstance(e, SystemExit):
+            raise
+        print(f"qdsearch: error: {msg}", file=sys.stderr)
         return 2
 
 

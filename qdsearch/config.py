@@ -161,9 +161,21 @@ class RunConfig:
     seed: int = 0
 
     def validate(self, key: str) -> None:
-        _check(
-            bool(self.name) and "/" not in self.name, f"{key}.name", f"must be a plain folder name, got {self.name!r}"
-        )
+        _check(_plain_folder_name(self.name), f"{key}.name", f"must be a plain folder name, got {_show(self.name)}")
+        # numpy's generators (and Ray's, torch's) take seeds in [0, 2**63)
+        _check(self.seed >= 0, f"{key}.seed", f"must be >= 0, got {self.seed}")
+
+
+def _plain_folder_name(name: str) -> bool:
+    """One path component that names a folder of its own: not empty, not ``.`` or
+    ``..``, no separator or NUL, no surrounding blanks, at most 255 bytes."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in "/\\\x00")
+        and name == name.strip()
+        and len(name.encode("utf-8", "surrogatepass")) <= 255
+    )
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,54 @@ class ArchiveConfig:
             _check(
                 self.topic_dims <= 3, f"{key}.topic_dims", "grid archives take at most 3 topic dims; use kind = 'cvt'"
             )
+        self._check_size(key)
+
+    def _check_size(self, key: str) -> None:
+        # Size caps: the archive's arrays are allocated whole at the start (a 10**9-cell
+        # grid is a MemoryError, and k-means for 10**6 CVT centroids crashes the process).
+        if self.kind == "grid":
+            cells = self.complexity_bins * self.topic_bins**self.topic_dims
+            worst = "complexity_bins" if self.complexity_bins > MAX_GRID_CELLS else "topic_bins"
+            _check(
+                cells <= MAX_GRID_CELLS,
+                f"{key}.{worst}",
+                f"complexity_bins * topic_bins ** topic_dims = {self.complexity_bins} * {self.topic_bins} ** "
+                f"{self.topic_dims} = {_count(cells)} cells would need about {_bytes(cells * _grid_cell_bytes(self))}"
+                f" of memory; at most {MAX_GRID_CELLS:,} cells (lower {key}.topic_bins, {key}.topic_dims or "
+                f"{key}.complexity_bins)",
+            )
+        else:
+            _check(
+                self.cvt_cells <= MAX_CVT_CELLS,
+                f"{key}.cvt_cells",
+                f"{self.cvt_cells:,} cells would need about {_bytes(self.cvt_cells * _CVT_CELL_BYTES)} of memory "
+                f"and a k-means fit over {20 * self.cvt_cells:,} samples; at most {MAX_CVT_CELLS:,}",
+            )
+
+
+# Largest archives accepted, and what a cell costs: an empty pyribs archive holds
+# about 90 bytes per cell plus 8 per measure (measured with tracemalloc); fitting CVT
+# centroids peaks near 2 KB per cell (20 k-means samples per centroid).
+MAX_GRID_CELLS = 1_000_000
+MAX_CVT_CELLS = 10_000
+_CVT_CELL_BYTES = 2_100
+
+
+def _grid_cell_bytes(cfg: ArchiveConfig) -> int:
+    return 90 + 8 * (1 + cfg.topic_dims)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
+
+
+def _bytes(n: int) -> str:
+    if n >= 10**15:
+        return f"10^{len(str(n)) - 12} TB"
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1000:.1f} kB"
 
 
 @dataclass(frozen=True)
@@ -435,6 +495,17 @@ class RuntimeConfig:
         _check(self.in_flight >= 1, f"{key}.in_flight", f"must be >= 1, got {self.in_flight}")
         _check(self.embed_batch >= 1, f"{key}.embed_batch", f"must be >= 1, got {self.embed_batch}")
         _check(self.snapshot_every >= 1, f"{key}.snapshot_every", f"must be >= 1, got {self.snapshot_every}")
+        _check(
+            self.ray_address in ("", "auto", "local") or bool(_RAY_ADDRESS.fullmatch(self.ray_address)),
+            f"{key}.ray_address",
+            f"expected host:port, ray://host:port, auto or local, got {_show(self.ray_address)}",
+        )
+
+
+# A Ray cluster address: host:port (GCS) or ray://host:port (Ray client).
+_RAY_ADDRESS = re.compile(
+    r"(?:ray://)?(?:\[[0-9A-Fa-f:]+\]|[A-Za-z0-9._-]+):(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})"
+)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ Accepted per line (one JSON object):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,24 @@ def _text(v: Any, what: str) -> str:
         return ""
     if not isinstance(v, str):
         raise ValueError(f"'{what}' must be a string, got {type(v).__name__}")
+    bad = _lone_surrogate(v)
+    if bad is not None:
+        raise ValueError(
+            f"'{what}' holds a lone surrogate (\\u{ord(v[bad]):04x}) at character {bad + 1}: not valid Unicode text"
+        )
     return v.strip()
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first unpaired UTF-16 surrogate in ``text`` (which JSON's ``\\udXXX``
+    escapes can produce and UTF-8 cannot encode), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
 
 
 def parse_seed(obj: Any, sample_id: str) -> Sample:
@@ -96,7 +114,22 @@ def iter_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
             raise SeedError(f"{path}:{no}: invalid JSON ({e.msg} at column {e.colno})") from None
         except ValueError as e:  # an integer too long to convert
             raise SeedError(f"{path}:{no}: invalid JSON ({e})") from None
+        except RecursionError:
+            raise SeedError(f"{path}:{no}: invalid JSON (nested too deeply)") from None
+        if _SURROGATE_ESCAPE.search(line):
+            try:
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as e:
+                code = ord(e.object[e.start])
+                raise SeedError(
+                    f"{path}:{no}: a string holds a lone surrogate (\\u{code:04x}): not valid Unicode text"
+                ) from None
         yield no, obj
+
+
+# A JSON escape of a UTF-16 surrogate; paired ones decode to one character, a lone
+# one gives a str that cannot be encoded (every later embedding or write fails).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def load_seeds(path: str | Path, limit: int = 0) -> list[Sample]:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qdsearch.config import (
+    ArchiveConfig,
     BudgetConfig,
     CampaignConfig,
     ConfigError,
@@ -22,6 +23,10 @@ from qdsearch.config import (
     load_config,
     to_dict,
 )
+
+# Grid cells from PCA topic axes (topic_bins ** topic_dims), where the config also
+# offers other topic descriptors.
+PCA: dict[str, Any] = {"topic": "pca"} if "topic" in {f.name for f in dataclasses.fields(ArchiveConfig)} else {}
 
 
 def test_defaults_validate() -> None:
@@ -76,7 +81,7 @@ def test_values_are_converted() -> None:
         ({"endpoint": {"temperature": 2.5}}, "endpoint.temperature: must be in [0, 2]"),
         ({"endpoint": {"api_key_env": ""}}, "endpoint.api_key_env: must name an environment variable"),
         ({"endpoint": {"base_url": "ftp://x"}}, "endpoint.base_url: must start with http"),
-        ({"archive": {"topic_dims": 4}}, "archive.topic_dims: grid archives take at most 3"),
+        ({"archive": {"topic_dims": 4, **PCA}}, "archive.topic_dims: grid archives take at most 3"),
         ({"archive": {"kind": "cvt", "topic_dims": 17}}, "archive.topic_dims: must be in [1, 16]"),
         ({"budget": {}}, "budget: set at least one"),
         ({"budget": {"max_children": 0}}, "budget: set at least one"),
@@ -87,6 +92,29 @@ def test_values_are_converted() -> None:
         ({"operators": {"custom": [{"name": "Bad-Name", "template": "t"}]}}, "operators.custom[0].name: must be"),
         ({"embedding": {"backend": "endpoint"}}, "embedding.base_url: is required"),
         ({"run": {"name": "a/b"}}, "run.name: must be a plain folder name"),
+        ({"run": {"name": "."}}, "run.name: must be a plain folder name, got '.'"),
+        ({"run": {"name": ".."}}, "run.name: must be a plain folder name, got '..'"),
+        ({"run": {"name": " padded "}}, "run.name: must be a plain folder name"),
+        ({"run": {"name": "a\\b"}}, "run.name: must be a plain folder name"),
+        ({"run": {"name": "nul\x00"}}, "run.name: must be a plain folder name"),
+        ({"run": {"name": "x" * 256}}, "run.name: must be a plain folder name"),
+        ({"run": {"seed": -1}}, "run.seed: must be >= 0, got -1"),
+        ({"runtime": {"ray_address": "localhost"}}, "runtime.ray_address: expected host:port, ray://host:port"),
+        ({"runtime": {"ray_address": "10.0.0.1:99999"}}, "runtime.ray_address: expected host:port"),
+        # archive size caps name the key and the memory it would take
+        (
+            {"archive": {"complexity_bins": 10, "topic_dims": 3, "topic_bins": 1000, **PCA}},
+            "archive.topic_bins: complexity_bins * topic_bins ** topic_dims = 10 * 1000 ** 3 = 10,000,000,000 cells "
+            "would need about 1.2 TB of memory; at most 1,000,000 cells",
+        ),
+        (
+            {"archive": {"complexity_bins": 10**9, "topic_bins": 1, **PCA}},
+            "archive.complexity_bins: complexity_bins * topic_bins ** topic_dims = 1000000000 * 1 ** 2",
+        ),
+        (
+            {"archive": {"kind": "cvt", "cvt_cells": 10**6}},
+            "archive.cvt_cells: 1,000,000 cells would need about 2.1 GB of memory",
+        ),
         ({"runtime": {"workers": 0}}, "runtime.workers: must be >= 1"),
         ({"local": {"gguf": "/no/such/model.gguf"}}, "local.gguf: no such file"),
         # integers beyond TOML's 64 bits, even too long to print
@@ -232,3 +260,30 @@ def test_from_dict_only_raises_config_error(data: dict[str, Any]) -> None:
         return
     assert isinstance(cfg, CampaignConfig)
     assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"run": {"name": "run-2024.01_a b", "seed": 0}},
+        {"run": {"seed": 2**63 - 1}},
+        {"archive": {"complexity_bins": 10, "topic_dims": 3, "topic_bins": 46, **PCA}},  # 973,360 cells
+        {"archive": {"kind": "cvt", "cvt_cells": 10_000}},
+        {"runtime": {"ray_address": "auto"}},
+        {"runtime": {"ray_address": "ray://head.example:10001"}},
+        {"runtime": {"ray_address": "[::1]:6379"}},
+    ],
+)
+def test_limits_accept_what_fits(data: dict[str, Any]) -> None:
+    from_dict(data)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(1, 2000), st.integers(1, 3), st.integers(1, 2000))
+def test_grid_cap_is_the_cell_count(cbins: int, dims: int, bins: int) -> None:
+    data = {"archive": {"complexity_bins": cbins, "topic_dims": dims, "topic_bins": bins, **PCA}}
+    if cbins * bins**dims <= 1_000_000:
+        from_dict(data)
+    else:
+        with pytest.raises(ConfigError, match=r"^archive\.(topic|complexity)_bins: .* of memory; at most 1,000,000"):
+            from_dict(data)

@@ -245,3 +245,58 @@ def test_crlf_line_endings(tmp_path: Path) -> None:
         load_seeds(p)
     p = write(tmp_path, b'{"instruction": "a"}\r\n\r\n{"instruction": "b"}\r\n')
     assert [s.instruction for s in load_seeds(p)] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        pytest.param(
+            '{"instruction": "x", "z": ' + "[" * 50_000 + "]" * 50_000 + "}\n", "nested too deeply", id="deep"
+        ),
+        pytest.param(
+            '{"instruction": ' + '{"a": ' * 5_000 + "1" + "}" * 5_000 + "}\n", "nested too deeply", id="deep-obj"
+        ),
+        pytest.param('{"instruction": "a \\ud800 b"}\n', "lone surrogate (\\ud800)", id="high-surrogate"),
+        pytest.param('{"instruction": "ok", "output": "\\uDC01"}\n', "lone surrogate (\\udc01)", id="low-surrogate"),
+        pytest.param('{"instruction": "ok", "note": "\\udbff\\udbff"}\n', "lone surrogate", id="unused-field"),
+        pytest.param(
+            '{"messages": [{"role": "user", "content": "hi \\ud83d"}]}\n', "lone surrogate (\\ud83d)", id="chat"
+        ),
+    ],
+)
+def test_nesting_and_lone_surrogates_name_path_and_line(tmp_path: Path, text: str, what: str) -> None:
+    """Deep nesting is a RecursionError inside json, and a lone surrogate makes a str
+    that every later embedding call or UTF-8 write fails on: both refused at load."""
+    p = write(tmp_path, '{"instruction": "fine"}\n' + text)
+    with pytest.raises(SeedError) as ei:
+        load_seeds(p)
+    msg = str(ei.value)
+    assert msg.startswith(f"{p}:2: "), msg
+    assert what in msg
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine(tmp_path: Path) -> None:
+    p = write(tmp_path, '{"instruction": "smile \\ud83d\\ude00"}\n{"instruction": "not one: \\\\ud800"}\n')
+    assert [s.instruction for s in load_seeds(p)] == ["smile \U0001f600", "not one: \\ud800"]
+
+
+def test_parse_seed_refuses_a_lone_surrogate() -> None:
+    with pytest.raises(ValueError, match=r"'instruction' holds a lone surrogate \(\\ud800\) at character 3"):
+        parse_seed({"instruction": "ab\ud800"}, "s0")
+    with pytest.raises(ValueError, match=r"'input' holds a lone surrogate"):
+        parse_seed({"instruction": "ok", "input": "\udfff"}, "s0")
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.characters(codec=None, categories=["Cs", "Ll", "Zs"]), min_size=1, max_size=12))
+def test_loaded_seed_text_always_encodes(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    """Whatever a JSON string holds, a loaded seed's text can be sent and written as UTF-8."""
+    p = tmp_path_factory.mktemp("s") / "s.jsonl"
+    p.write_text(json.dumps({"instruction": "x" + text}) + "\n")  # ensure_ascii: lone surrogates as \udXXX
+    try:
+        seeds = load_seeds(p)
+    except SeedError as e:
+        assert ":1: " in str(e) and "lone surrogate" in str(e)
+        assert any("\ud800" <= c <= "\udfff" for c in text)
+        return
+    assert seeds[0].instruction.encode("utf-8")

@@ -95,6 +95,8 @@ def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
     if not cfg.seeds.path:
         raise UserError(f"{config_path}: seeds.path: no seed file given")
 
+    from qdsearch.sources import is_hf
+
     def resolve(path: str) -> str:
         p = Path(path)
         if not p.is_absolute() and not p.exists() and (config_path.parent / p).exists():
@@ -111,7 +113,8 @@ def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
         domain = dataclasses.replace(domain, dev_path=resolve(domain.dev_path))
     return dataclasses.replace(
         cfg,
-        seeds=dataclasses.replace(cfg.seeds, path=resolve(cfg.seeds.path)),
+        # hf:NAME is a Hugging Face dataset, not a path
+        seeds=dataclasses.replace(cfg.seeds, path=cfg.seeds.path if is_hf(cfg.seeds.path) else resolve(cfg.seeds.path)),
         operators=dataclasses.replace(ops, custom=custom),
         archive=archive,
         domain=domain,
@@ -418,11 +421,46 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from qdsearch.export import export_run
+    from qdsearch.export import FORMATS, export_run, push_export
+    from qdsearch.store import RunStore
 
     _check_saved_files(Path(args.run_dir), ("projection.npz", "centroids.npy"))
-    path = export_run(args.run_dir, args.format, args.out, args.min_quality)
-    print(path)
+    fmts = list(FORMATS) if args.format == "all" else [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise UserError(f"--format: expected 'all' or a comma-separated list of {list(FORMATS)}, got {args.format!r}")
+    if args.out and len(fmts) > 1:
+        raise UserError("--out names one file: give a single --format with it")
+    if args.private and not args.push_to_hub:
+        raise UserError("--private only applies with --push-to-hub ORG/NAME")
+    if args.push_to_hub:
+        from qdsearch.hub import check_push
+
+        check_push(args.push_to_hub)  # before anything is written
+    selection = "all" if args.all else "lineage" if args.lineage else "elites"
+    embedder = None
+    if not args.no_qdc:
+        from qdsearch.descriptors.embedding import make_embedder
+
+        embedder = make_embedder(RunStore.open(args.run_dir, write=False).cfg.embedding)
+    paths = []
+    for fmt in fmts:
+        path = export_run(
+            args.run_dir,
+            fmt,
+            args.out,
+            args.min_quality,
+            selection=selection,
+            overwrite=args.overwrite,
+            embedder=embedder if fmt == fmts[-1] else None,
+        )
+        paths.append(path)
+        print(path)
+    if args.push_to_hub:
+        url = push_export(
+            paths[-1].parent, args.push_to_hub, private=args.private, log=lambda m: print(m, file=sys.stderr)
+        )
+        print(url)
     return 0
 
 
@@ -497,11 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_resume)
 
-    e = sub.add_parser("export", help="write the elites as a dataset")
+    e = sub.add_parser("export", help="write the elites as a dataset (with a Hub dataset card), optionally push it")
     e.add_argument("run_dir")
-    e.add_argument("--format", default="jsonl", choices=["jsonl", "parquet", "alpaca", "sharegpt"])
+    e.add_argument(
+        "--format",
+        default="jsonl",
+        help="jsonl, sharegpt, messages, alpaca, parquet, arrow, a comma-separated list, or 'all' (default jsonl)",
+    )
     e.add_argument("--min-quality", type=float)
-    e.add_argument("--out", help="output file (default: RUN/export/elites.EXT)")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--lineage", action="store_true", help="add every elite's ancestors (elite: false)")
+    which.add_argument("--all", action="store_true", help="every accepted sample, not only the elites")
+    e.add_argument("--out", help="output file (default: RUN/export/elites.FORMAT-SUFFIX)")
+    e.add_argument("--overwrite", action="store_true", help="replace a file at --out that another export wrote")
+    e.add_argument("--no-qdc", action="store_true", help="skip the card's QDC table (no embedding of the texts)")
+    e.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the export folder to this Hub dataset repo")
+    e.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     e.set_defaults(func=cmd_export)
 
     o = sub.add_parser("operators", help="per-operator statistics of a run")

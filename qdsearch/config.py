@@ -29,6 +29,7 @@ __all__ = [
     "CustomOperatorConfig",
     "EmbeddingConfig",
     "EndpointConfig",
+    "ExportConfig",
     "JudgeConfig",
     "LocalModelConfig",
     "NoveltyConfig",
@@ -180,11 +181,71 @@ def _plain_folder_name(name: str) -> bool:
 
 @dataclass(frozen=True)
 class SeedsConfig:
+    # A JSONL/JSON/parquet file, a dataset folder (save_to_disk or with a README.md),
+    # or "hf:ORG/NAME" from the local Hugging Face cache (never downloaded).
     path: str = ""
     limit: int = 0  # 0: all
+    # The seed phase must leave at least this share of the seeds judged, or `run`
+    # stops (one line naming the reasons) instead of searching from a few survivors;
+    # 0 disables the check.
+    min_survival: float = 0.5
+    # A seed without an answer whose generated answer hits the token limit is
+    # answered once more with this many tokens (0: four times endpoint.max_tokens).
+    retry_max_tokens: int = 0
+    split: str = "train"  # for datasets with several splits
+    # Our field name -> the dataset's column, e.g. {instruction = "question", output = "answer"}.
+    fields: dict[str, str] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         _check(self.limit >= 0, f"{key}.limit", f"must be >= 0, got {self.limit}")
+        _check(
+            0 <= self.min_survival <= 1, f"{key}.min_survival", f"must be in [0, 1], got {_show(self.min_survival)}"
+        )
+        _check(self.retry_max_tokens >= 0, f"{key}.retry_max_tokens", f"must be >= 0, got {self.retry_max_tokens}")
+        _check(bool(self.split.strip()), f"{key}.split", "must not be empty")
+        allowed = ("instruction", "input", "output", "messages", "conversations")
+        for ours, theirs in self.fields.items():
+            _check(ours in allowed, f"{key}.fields.{ours}", f"unknown field (expected one of {list(allowed)})")
+            _check(bool(theirs), f"{key}.fields.{ours}", "must name a column, got ''")
+
+
+# Hugging Face Hub license identifiers (https://huggingface.co/docs/hub/repositories-licenses).
+HUB_LICENSES: tuple[str, ...] = (
+    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
+    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0",
+    "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0",
+    "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0",
+    "cdla-sharing-1.0", "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0",
+    "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1",
+    "lgpl-3.0", "isc", "h-research", "intel-research", "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr",
+    "mpl-2.0", "odc-by", "odbl", "openmdw-1.0", "openrail++", "osl-3.0", "postgresql", "ofl-1.1", "ncsa",
+    "unlicense", "zlib", "pddl", "lgpl-lr", "deepfloyd-if-license", "fair-noncommercial-research-license",
+    "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "llama4", "grok2-community", "gemma", "unknown",
+    "other",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``qdsearch export`` writes into the dataset card's metadata."""
+
+    license: str = "unknown"  # a Hub license id (HUB_LICENSES); the models' terms may restrict it
+    tags: tuple[str, ...] = ()  # extra Hub tags besides synthetic, qdsearch, map-elites
+    language: tuple[str, ...] = ()  # ISO 639-1/3 codes, e.g. ["en"]
+
+    def validate(self, key: str) -> None:
+        _check(
+            self.license in HUB_LICENSES,
+            f"{key}.license",
+            f"expected a Hugging Face license id (apache-2.0, mit, cc-by-4.0, ..., other, unknown), got {_show(self.license)}",
+        )
+        for i, t in enumerate(self.tags):
+            ok = re.fullmatch(r"[\w.+-]{1,64}", t) is not None
+            _check(ok, f"{key}.tags[{i}]", f"expected a short tag, got {_show(t)}")
+        for i, lang in enumerate(self.language):
+            ok = re.fullmatch(r"[a-z]{2,3}", lang) is not None
+            _check(ok, f"{key}.language[{i}]", f"expected an ISO 639 code like 'en', got {_show(lang)}")
 
 
 @dataclass(frozen=True)
@@ -528,6 +589,7 @@ class CampaignConfig:
     # an empty base_url means: the same endpoint as [endpoint].
     target: EndpointConfig = field(default_factory=EndpointConfig)
     grader: EndpointConfig = field(default_factory=EndpointConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def validate(self, key: str = "") -> None:
         for f in dataclasses.fields(self):

@@ -389,21 +389,6 @@ def _number(v: Any, key: str) -> float | None:
     return f
 
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-
-
-def _sharegpt_to_messages(conv: Any) -> list[dict[str, Any]]:
-    if not isinstance(conv, list) or not all(isinstance(t, dict) for t in conv):
-        raise ValueError("'conversations' must be a list of {from, value} objects")
-    msgs = []
-    for i, t in enumerate(conv):
-        role = t.get("from", t.get("role"))
-        if not isinstance(role, str) or role not in _SHAREGPT_ROLES:
-            raise ValueError(f"'conversations[{i}].from' must be one of {sorted(_SHAREGPT_ROLES)}, got {role!r}")
-        msgs.append({"role": _SHAREGPT_ROLES[role], "content": t.get("value", t.get("content"))})
-    return msgs
-
-
 def parse_record(obj: Any) -> dict[str, Any]:
     """One dataset item -> ``{instruction, input, response, quality, complexity}``.
 
@@ -417,12 +402,11 @@ def parse_record(obj: Any) -> dict[str, Any]:
             message names the key). Never any other exception.
     """
     from qdsearch.seeds import parse_seed
+    from qdsearch.sources import normalize_row
 
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    src = obj
-    if "conversations" in obj and not any(k in obj for k in ("messages", "instruction", "prompt")):
-        src = {"messages": _sharegpt_to_messages(obj["conversations"])}
+    src = normalize_row(obj)
     try:
         sample = parse_seed(src, "r")
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # shapes parse_seed does not foresee
@@ -495,20 +479,31 @@ def parse_records(text: str, source: str = "<data>") -> list[dict[str, Any]]:
     return records
 
 
-def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """Reads a dataset file: JSONL in any accepted shape, a JSON array (alpaca
-    export) or a parquet export.
+def load_records(path: str | Path, *, split: str = "train") -> list[dict[str, Any]]:
+    """Reads a dataset: JSONL in any accepted shape, a JSON array (alpaca export), a
+    parquet file, a ``save_to_disk`` Arrow folder or dataset folder, or ``hf:NAME``
+    from the local Hugging Face cache (see :mod:`qdsearch.sources`).
+
+    Args:
+        path: the file, folder or ``hf:NAME``.
+        split: the split of a dataset with several.
 
     Returns:
         Records ``{instruction, input, response, quality, complexity, line}``.
 
     Raises:
-        MeasureError: missing/unreadable/empty file, or a malformed line
-            (``path:line: what is wrong``).
+        MeasureError: missing/unreadable/empty source, or a malformed record
+            (``path:line: what is wrong``; ``path: row N: ...`` for tables).
     """
+    from qdsearch.sources import SourceError, is_table_source, read_rows
+
+    if is_table_source(path):
+        try:
+            rows = read_rows(path, split=split)
+        except SourceError as e:
+            raise MeasureError(str(e)) from None
+        return _table_records(rows, str(path))
     p = Path(path)
-    if p.suffix == ".parquet":
-        return _load_parquet(p)
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
@@ -523,26 +518,19 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     return parse_records(text, str(p))
 
 
-def _load_parquet(p: Path) -> list[dict[str, Any]]:
-    import pandas as pd
-
-    try:
-        df = pd.read_parquet(p)
-    except FileNotFoundError:
-        raise MeasureError(f"{p}: no such file") from None
-    except Exception as e:  # pyarrow raises its own error types for corrupt files
-        raise MeasureError(f"{p}: cannot read parquet ({type(e).__name__}: {str(e)[:200]})") from None
+def _table_records(rows: Sequence[tuple[str, Any]], source: str) -> list[dict[str, Any]]:
     records = []
-    for no, row in enumerate(df.to_dict(orient="records"), 1):
-        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    for no, (where, row) in enumerate(rows, 1):
+        if isinstance(row, dict):
+            row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         try:
             rec = parse_record(row)
         except ValueError as e:
-            raise MeasureError(f"{p}: row {no}: {e}") from None
+            raise MeasureError(f"{where}: {e}") from None
         rec["line"] = no
         records.append(rec)
     if not records:
-        raise MeasureError(f"{p}: no records (the file is empty)")
+        raise MeasureError(f"{source}: no records (the file is empty)")
     return records
 
 
@@ -617,8 +605,9 @@ def measure_dataset(
 ) -> dict[str, Any]:
     """Quality, diversity and complexity metrics of one dataset (see :data:`METRICS`).
 
-    Quality and judged complexity come from ``judge_fn`` when given, else from the
-    records' own ``quality`` / ``complexity`` fields when every record has one,
+    Quality and judged complexity come from ``judge_fn`` when it gives verdicts
+    (results with ``quality``/``complexity`` keys; a tags-only judge gives none), else
+    from the records' own ``quality`` / ``complexity`` fields when every record has one,
     else they are None ("n/a"). ``quality_source`` / ``complexity_source`` say which
     (``"judge"``, ``"field"`` or ``"none"``).
 
@@ -659,24 +648,31 @@ def measure_dataset(
     judge_failures = tag_failures = 0
     reasons: dict[str, int] = {}
     tagged = False
-    if judge_fn is not None:
-        results = judge_fn(records)
-        if len(results) != n:
-            raise ValueError(f"the judge returned {len(results)} results for {n} records")
+    results = judge_fn(records) if judge_fn is not None else None
+    if results is not None and len(results) != n:
+        raise ValueError(f"the judge returned {len(results)} results for {n} records")
+    if results is not None:
         for res in results:
-            fails = [str(f) for f in res.get("failed") or []]
-            for f in fails:
-                reasons[f] = reasons.get(f, 0) + 1
-            judge_failures += sum(1 for f in fails if not str(f).startswith("tags"))
-            tag_failures += sum(1 for f in fails if str(f).startswith("tags"))
-            if res.get("quality") is not None:
-                quality.append(float(res["quality"]))
-            if res.get("complexity") is not None:
-                complexity.append(float(res["complexity"]))
             if "tags" in res:
                 tagged = True
                 if res["tags"] is not None:
                     tags.append(float(res["tags"]))
+            fails = [str(f) for f in res.get("failed") or []]
+            tag_failures += sum(1 for f in fails if f.startswith("tags"))
+            for f in fails:
+                if f.startswith("tags"):
+                    reasons[f] = reasons.get(f, 0) + 1
+    judged = results is not None and any("quality" in r or "complexity" in r for r in results)
+    if judged and results is not None:
+        for res in results:
+            fails = [str(f) for f in res.get("failed") or [] if not str(f).startswith("tags")]
+            for f in fails:
+                reasons[f] = reasons.get(f, 0) + 1
+            judge_failures += len(fails)
+            if res.get("quality") is not None:
+                quality.append(float(res["quality"]))
+            if res.get("complexity") is not None:
+                complexity.append(float(res["complexity"]))
         q_src = c_src = "judge"
     else:
         q_src = "field" if all(r.get("quality") is not None for r in records) else "none"
@@ -690,7 +686,7 @@ def measure_dataset(
     out["quality_n"] = len(quality) if q_src != "none" else None
     out |= summarize(quality, "quality")
     out["quality_below"] = float(np.mean(np.asarray(quality) < threshold)) if quality else None
-    out["judge_failures"] = judge_failures if judge_fn is not None else None
+    out["judge_failures"] = judge_failures if judged else None
 
     def nan_none(v: float) -> float | None:
         return None if math.isnan(v) else v
@@ -835,7 +831,9 @@ def parse_tags(text: str, finish_reason: str | None = None) -> list[str]:
     return list(seen.values())
 
 
-def llm_judge(endpoint: EndpointConfig, *, tags: bool = False, max_attempts: int = 2, seed: int = 0) -> JudgeFn:
+def llm_judge(
+    endpoint: EndpointConfig, *, tags: bool = False, verdicts: bool = True, max_attempts: int = 2, seed: int = 0
+) -> JudgeFn:
     """A judge function that asks an OpenAI-compatible endpoint.
 
     Each record gets the project judge's verdict (:func:`qdsearch.judge.render_judge`
@@ -849,6 +847,8 @@ def llm_judge(endpoint: EndpointConfig, *, tags: bool = False, max_attempts: int
     Args:
         endpoint: a ready endpoint (base URL set, see :func:`qdsearch.llm.open_endpoint`).
         tags: also count intention tags (one more call per record).
+        verdicts: ask for the judge's verdict (False: tags only; the results then
+            have no ``quality``/``complexity`` keys, so the records' own scores count).
         max_attempts: calls per record and kind before giving up, >= 1.
         seed: seeds the delimiter nonces.
 
@@ -866,7 +866,7 @@ def llm_judge(endpoint: EndpointConfig, *, tags: bool = False, max_attempts: int
         import asyncio
 
         errors: list[str] = []
-        results = asyncio.run(_judge_all(endpoint, records, tags, max_attempts, seed, errors))
+        results = asyncio.run(_judge_all(endpoint, records, tags, verdicts, max_attempts, seed, errors))
         if records and all(any("_llm_" in f for f in r["failed"]) for r in results):
             raise MeasureError(f"the judge endpoint failed for every record: {errors[0] if errors else '?'}")
         return results
@@ -878,6 +878,7 @@ async def _judge_all(
     endpoint: EndpointConfig,
     records: Sequence[Mapping[str, Any]],
     tags: bool,
+    verdicts: bool,
     max_attempts: int,
     seed: int,
     errors: list[str],
@@ -916,18 +917,20 @@ async def _judge_all(
             response=str(rec.get("response") or ""),
         )
         aspect: Aspect = "both" if sample.response else "complexity"
-        res: dict[str, Any] = {"quality": None, "complexity": None, "failed": []}
-        verdict, why = await ask(
-            "judge",
-            render_judge(sample, aspect, rng),
-            VERDICT_SCHEMA[aspect],
-            lambda text, fin: parse_verdict(text, aspect, fin),
-        )
-        if verdict is None:
-            res["failed"].append(why)
-        else:
-            res["quality"] = verdict.get("quality")
-            res["complexity"] = verdict.get("complexity")
+        res: dict[str, Any] = {"failed": []}
+        if verdicts:
+            res |= {"quality": None, "complexity": None}
+            verdict, why = await ask(
+                "judge",
+                render_judge(sample, aspect, rng),
+                VERDICT_SCHEMA[aspect],
+                lambda text, fin: parse_verdict(text, aspect, fin),
+            )
+            if verdict is None:
+                res["failed"].append(why)
+            else:
+                res["quality"] = verdict.get("quality")
+                res["complexity"] = verdict.get("complexity")
         if tags:
             found, why = await ask("tags", render_tags(sample.prompt_text(), rng), TAGS_SCHEMA, parse_tags)
             res["tags"] = None if found is None else len(found)
@@ -959,11 +962,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
     m.add_argument("data", help="the dataset file")
     m.add_argument("--vs", nargs="+", default=[], metavar="OTHER", help="datasets to compare with")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    how = m.add_mutually_exclusive_group()
-    how.add_argument(
-        "--judge", action="store_true", help="judge every record (and count intention tags) even if it has scores"
+    m.add_argument(
+        "--judge",
+        action="store_true",
+        help="judge every record with a model (quality, complexity, intention tags), even if it has scores",
     )
-    how.add_argument("--no-judge", action="store_true", help="never call a model; quality is n/a without scores")
+    m.add_argument("--tag", action="store_true", help="count intention tags with a model (one call per record)")
+    m.add_argument(
+        "--no-judge", action="store_true", help="the default: no model call; quality is n/a for records without scores"
+    )
     m.add_argument("--config", help="campaign TOML whose [endpoint], [local] and [embedding] to use")
     m.add_argument("--threshold", type=float, default=5.0, help="report the share of quality below this (default 5)")
     m.add_argument("--near-dup", type=float, default=0.95, help="cosine similarity of a near-duplicate (default 0.95)")
@@ -979,6 +986,22 @@ def _names(paths: Sequence[str]) -> list[str]:
     if len(set(short)) == len(short):
         return short
     return [str(p) for p in paths] if len(set(paths)) == len(paths) else [f"{i + 1}:{p}" for i, p in enumerate(paths)]
+
+
+def _model_notes(name: str, records: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> list[str]:
+    """Which figures of a dataset stay n/a because they need a model call not asked for."""
+    notes = []
+    if not args.judge:
+        for key in ("quality", "complexity"):
+            missing = sum(1 for r in records if r.get(key) is None)
+            if missing:
+                notes.append(
+                    f"measure: {name}: {missing} of {len(records)} records have no '{key}' score, so the judged "
+                    f"{key} figures are n/a; --judge scores every record with a model"
+                )
+    if not (args.judge or args.tag):
+        notes.append(f"measure: {name}: intention tags are n/a; --tag (or --judge) counts them with a model")
+    return notes
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -1019,16 +1042,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
         judge: JudgeFn | None = None
+        # A model is called only when asked: --judge (verdicts and tags) or --tag (tags).
+        needs = args.judge or args.tag
+        if args.no_judge and needs:
+            raise MeasureError("--no-judge cannot be combined with --judge or --tag")
         for name, path, recs in zip(_names(paths), paths, datasets, strict=True):
-            needs = args.judge or (not args.no_judge and any(r["quality"] is None for r in recs))
+            for note in _model_notes(name, recs, args):
+                print(note, file=sys.stderr)
             if needs and judge is None:
                 from qdsearch.llm import open_endpoint
 
                 ready = stack.enter_context(open_endpoint(endpoint_cfg, local_cfg))
-                judge = llm_judge(ready, tags=args.judge, seed=args.seed)
-                print(f"measure: judging with {ready.model or 'the endpoint'} at {ready.base_url}", file=sys.stderr)
+                judge = llm_judge(ready, tags=True, verdicts=args.judge, seed=args.seed)
+                print(f"measure: asking {ready.model or 'the endpoint'} at {ready.base_url}", file=sys.stderr)
             if needs:
-                print(f"measure: judging {len(recs)} records of {path}", file=sys.stderr)
+                what = "judging and tagging" if args.judge else "tagging"
+                print(f"measure: {what} {len(recs)} records of {path}", file=sys.stderr)
             results[name] = measure_dataset(
                 recs,
                 embedder,

@@ -584,7 +584,7 @@ def test_cli_judges_against_an_endpoint(tmp_path: Path, fake_openai: Any, capsys
     assert all(r["temperature"] == 0.0 for r in srv.requests)
 
 
-def test_judging_only_what_lacks_scores_by_default(
+def test_no_model_call_without_judge_or_tag(
     tmp_path: Path, fake_openai: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     srv = fake_openai(_judge_responder)
@@ -592,11 +592,27 @@ def test_judging_only_what_lacks_scores_by_default(
     cfg.write_text(f'[endpoint]\nbase_url = "{srv.base_url}"\nmodel = "fake"\n')
     scored = tmp_path / "scored.jsonl"
     scored.write_text(json.dumps({"instruction": "A b", "output": "x", "quality": 9}) + "\n")
-    assert cmd_measure(_parse(["measure", str(scored), "--vs", str(EXAMPLE), "--config", str(cfg), "--json"])) == 0
-    out = json.loads(capsys.readouterr().out)
+    argv = ["measure", str(scored), "--vs", str(EXAMPLE), "--config", str(cfg), "--json"]
+    assert cmd_measure(_parse(argv)) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert out["scored.jsonl"]["quality_source"] == "field"
-    assert out["example_seeds.jsonl"]["quality_source"] == "judge" and out["example_seeds.jsonl"]["tags_mean"] is None
-    assert len(srv.requests) == 16  # one verdict per seed, no tagging without --judge
+    assert out["example_seeds.jsonl"]["quality_source"] == "none" and out["example_seeds.jsonl"]["quality_mean"] is None
+    assert srv.requests == []  # records without scores are not judged unless asked
+    n = out["example_seeds.jsonl"]["n"]
+    assert f"example_seeds.jsonl: {n} of {n} records have no 'quality' score" in captured.err
+    assert "--judge scores every record with a model" in captured.err
+    assert "scored.jsonl: intention tags are n/a; --tag (or --judge) counts them" in captured.err
+    assert "scored.jsonl: 1 of 1 records have no 'complexity' score" in captured.err
+    assert "no 'quality'" not in captured.err.split("example_seeds")[0]  # scored.jsonl has its quality
+    # --tag: only the tagging calls, quality still from the field
+    assert cmd_measure(_parse([*argv[:2], "--config", str(cfg), "--json", "--tag"])) == 0
+    out = json.loads(capsys.readouterr().out)["scored.jsonl"]
+    assert out["quality_source"] == "field" and out["quality_mean"] == 9.0 and out["tags_mean"] is not None
+    assert out["judge_failures"] is None
+    assert len(srv.requests) == 1 and "intention tags" in json.dumps(srv.requests[0]["messages"])
+    with pytest.raises(MeasureError, match="--no-judge cannot be combined"):
+        cmd_measure(_parse([*argv[:2], "--no-judge", "--tag"]))
 
 
 def test_llm_judge_reports_an_unreachable_endpoint() -> None:

@@ -44,7 +44,7 @@ class InstructionDomain:
         return dict(BUILTIN)
 
     def load_seeds(self, path: str | Path, limit: int = 0) -> list[Sample]:
-        return load_seeds(path, limit)
+        return load_seeds(path, limit, split=self.cfg.seeds.split, fields=self.cfg.seeds.fields)
 
     def hint(self, operator: str, parent: Sample, rng: np.random.Generator) -> str:
         return ""

@@ -93,7 +93,7 @@ class ProbeDomain:
         return {op.name: op for op in PROBE_OPERATORS}
 
     def load_seeds(self, path: str | Path, limit: int = 0) -> list[Sample]:
-        return load_seeds(path, limit)
+        return load_seeds(path, limit, split=self.cfg.seeds.split, fields=self.cfg.seeds.fields)
 
     def hint(self, operator: str, parent: Sample, rng: np.random.Generator) -> str:
         """A uniformly drawn target cell, as Rainbow Teaming samples descriptors."""

@@ -138,7 +138,7 @@ def test_task_prompt_campaign_ranks_prompts_by_dev_score_and_caches(fake_openai:
     recs = [json.loads(x) for x in (run / "export" / "elites.jsonl").read_text().splitlines()]
     best = max(recs, key=lambda r: r["quality"])
     assert PERFECT in best["instruction"] and best["quality"] == pytest.approx(10.0)
-    assert "task prompts" in (run / "export" / "elites.jsonl.README.md").read_text()
+    assert "task prompts" in (run / "export" / "README.md").read_text()
 
     # re-evaluating an elite costs nothing
     from qdsearch.config import load_config

@@ -192,12 +192,23 @@ class SeedsConfig:
     # A seed without an answer whose generated answer hits the token limit is
     # answered once more with this many tokens (0: four times endpoint.max_tokens).
     retry_max_tokens: int = 0
+    # The seed phase must leave at least this share of the seeds judged, or `run`
+    # stops (one line naming the reasons) instead of searching from a few survivors;
+    # 0 disables the check.
+    min_survival: float = 0.5
+    # A seed without an answer whose generated answer hits the token limit is
+    # answered once more with this many tokens (0: four times endpoint.max_tokens).
+    retry_max_tokens: int = 0
     split: str = "train"  # for datasets with several splits
     # Our field name -> the dataset's column, e.g. {instruction = "question", output = "answer"}.
     fields: dict[str, str] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         _check(self.limit >= 0, f"{key}.limit", f"must be >= 0, got {self.limit}")
+        _check(
+            0 <= self.min_survival <= 1, f"{key}.min_survival", f"must be in [0, 1], got {_show(self.min_survival)}"
+        )
+        _check(self.retry_max_tokens >= 0, f"{key}.retry_max_tokens", f"must be >= 0, got {self.retry_max_tokens}")
         _check(
             0 <= self.min_survival <= 1, f"{key}.min_survival", f"must be in [0, 1], got {_show(self.min_survival)}"
         )
@@ -331,6 +342,8 @@ class JudgeConfig:
     # into the judged complexity.
     complexity_blend: float = 0.0
     max_attempts: int = 3
+    # Token limit of one judge reply (the verdict schema keeps a reply to a few dozen).
+    max_tokens: int = 256
     # Children whose text tries to steer the judge (score claims, fake verdicts,
     # delimiter escapes, role markers, overrides, addressing the grader):
     # "reject" them before any judge call (reason "judge_injection"), "penalize"
@@ -346,6 +359,7 @@ class JudgeConfig:
             f"must be in [0, 1], got {self.complexity_blend}",
         )
         _check(self.max_attempts >= 1, f"{key}.max_attempts", f"must be >= 1, got {self.max_attempts}")
+        _check(self.max_tokens >= 16, f"{key}.max_tokens", f"must be >= 16, got {self.max_tokens}")
         _check(
             self.injection in ("reject", "penalize", "off"),
             f"{key}.injection",

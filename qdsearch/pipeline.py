@@ -120,7 +120,7 @@ async def _judge(
                 tag=f"judge_{aspect}" if aspect != "both" else "judge",
                 json_schema=VERDICT_SCHEMA[aspect],
                 temperature=0.0,
-                max_tokens=256,
+                max_tokens=jcfg.max_tokens,
             )
             calls.append(_rec(comp.record))
             try:
@@ -136,6 +136,28 @@ async def _judge(
             assert last is not None
             raise JudgeReject(f"judge_{last.reason}", last.detail)
     return parts
+
+
+async def _respond(sample: Sample, ctx: EvalContext) -> Sample:
+    """Answers ``sample``'s instruction. A seed's answer cut off by the token limit is
+    asked for once more with ``seeds.retry_max_tokens`` (a user's seed is not dropped
+    for a limit meant for children); a child's is rejected as ``truncated_response``.
+
+    Raises:
+        OperatorReject: the (last) answer is unusable.
+    """
+    messages = [{"role": "user", "content": sample.prompt_text()}]
+    comp = await ctx.client.chat(messages, tag="respond")
+    ctx.calls.append(_rec(comp.record))
+    if comp.finish_reason == "length" and sample.operator == SEED_OPERATOR and not sample.parent_id:
+        limit = ctx.cfg.seeds.retry_max_tokens or 4 * ctx.client.cfg.max_tokens
+        comp = await ctx.client.chat(messages, tag="respond", max_tokens=limit)
+        ctx.calls.append(_rec(comp.record))
+    sample = dataclasses.replace(sample, response=comp.text.strip())
+    reason = check_response(comp.text, comp.finish_reason)
+    if reason:
+        raise with_sample(OperatorReject(reason), sample)
+    return sample
 
 
 async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
@@ -156,12 +178,7 @@ async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, J
         if flags:
             raise with_sample(injection_reject(flags), sample)
     if not sample.response:
-        comp = await ctx.client.chat([{"role": "user", "content": sample.prompt_text()}], tag="respond")
-        ctx.calls.append(_rec(comp.record))
-        sample = dataclasses.replace(sample, response=comp.text.strip())
-        reason = check_response(comp.text, comp.finish_reason)
-        if reason:
-            raise with_sample(OperatorReject(reason), sample)
+        sample = await _respond(sample, ctx)
     flags = scan(sample) if policy != "off" else []
     if flags and policy == "reject":
         raise with_sample(injection_reject(flags), sample)

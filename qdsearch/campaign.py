@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,7 +29,6 @@ from qdsearch.domains import domain_operators, make_domain
 from qdsearch.operators import resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import Runtime
-from qdsearch.seed_survival import seed_report, survival_error
 from qdsearch.selection import make_selector, reward
 from qdsearch.stats import update_operator_stats
 from qdsearch.types import Candidate, Sample
@@ -52,6 +52,12 @@ class Sink(Protocol):
     def append_stats(self, row: dict[str, Any]) -> None: ...
 
 
+# Finished children the admission forecast looks at (the most recent ones), and
+# the quantile of their spend it reserves for each child still running.
+FORECAST_WINDOW = 256
+FORECAST_QUANTILE = 0.9
+
+
 @dataclass
 class Counters:
     """Totals over a campaign's event log; continue across resumes.
@@ -59,10 +65,17 @@ class Counters:
     Every child handed to the runtime is accounted for: ``submitted = children +
     lost`` once nothing is in flight, and ``children = accepted + rejected +
     failed`` (:attr:`failed`: an endpoint failure, reasons ``llm_*``; :attr:`rejected`:
-    any other reason; both broken down in ``rejects``). ``lost`` children were in
-    flight when a session was abandoned (second Ctrl-C) or crashed: their calls were
-    made but never logged. A session records its totals in its ``session`` event; for
-    a session that crashed, :meth:`finish` counts the child ids it left unlogged.
+    any other reason; both broken down in ``rejects``). Seeds are counted apart
+    (``seeds = seeds_accepted + sum(seed_rejects)``), so no seed outcome enters the
+    children's figures. ``lost`` children were in flight when a session was abandoned
+    (second Ctrl-C) or crashed: their calls were made but never logged, so their
+    expected spend (the mean of a logged child's) is kept in ``lost_calls``,
+    ``lost_tokens`` and ``lost_cost_usd`` and counts against the budgets.
+
+    Before the campaign hands out child ids it logs a ``submitted`` event with the
+    next free id (a high-water mark), so for a session that crashed (one without a
+    ``session`` event) :meth:`finish` knows exactly which ids reached the runtime and
+    were never logged; those ids are never given out again.
     """
 
     seeds: int = 0
@@ -78,18 +91,25 @@ class Counters:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    # expected spend of the lost children (estimates: their calls were never logged)
+    lost_calls: float = 0.0
+    lost_tokens: float = 0.0
+    lost_cost_usd: float = 0.0
     wall_s: float = 0.0
     next_child: int = 0
-    rejects: dict[str, int] = field(default_factory=dict)
+    rejects: dict[str, int] = field(default_factory=dict)  # children's reject reasons
+    seed_rejects: dict[str, int] = field(default_factory=dict)  # seeds' reject reasons
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-operator totals
-    # the seed phase's `seed_report` event: which seeds are not in the archive, and why
-    seed_report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Children logged since the last session event, and next_child then: what
         # a crashed session (one without a session event) left.
         self._open = 0
         self._open_from = self.next_child
+        # (calls, tokens, cost) of the last finished children, and (tokens, cost) of
+        # the seeds' calls: what the admission forecast is made from.
+        self.recent: deque[tuple[int, int, float]] = deque(maxlen=FORECAST_WINDOW)
+        self.seed_calls: deque[tuple[int, float]] = deque(maxlen=FORECAST_WINDOW)
 
     @property
     def tokens(self) -> int:
@@ -103,7 +123,7 @@ class Counters:
     @property
     def rejected(self) -> int:
         """Children rejected for any other reason (parse, elimination, judge, novelty...)."""
-        return self.children - self.accepted - self.failed
+        return sum(n for r, n in self.rejects.items() if not r.startswith("llm_"))
 
     def update(self, ev: dict[str, Any]) -> None:
         kind = ev.get("type")
@@ -111,15 +131,24 @@ class Counters:
             self.wall_s += float(ev.get("wall_s", 0.0))
             # Logs written before sessions carried totals: every child was logged.
             self.submitted = int(ev.get("submitted", self.submitted + self._open))
-            self.lost = int(ev.get("lost", self.lost))
+            lost = int(ev.get("lost", self.lost))
+            if "lost_tokens" in ev:
+                self.lost_calls = float(ev["lost_calls"])
+                self.lost_tokens = float(ev["lost_tokens"])
+                self.lost_cost_usd = float(ev["lost_cost_usd"])
+                self.lost = lost
+            else:  # logs written before sessions carried the lost spend
+                self.charge_lost(lost - self.lost)
             self.close_session()
             return
-        if kind == "seed_report":
-            self.seed_report = {k: v for k, v in ev.items() if k != "type"}
+        if kind == "submitted":
+            # ids below this were handed to the runtime (logged or not)
+            self.next_child = max(self.next_child, int(ev["next_child"]))
             return
         if kind not in ("seed", "child"):
             return
-        if kind == "seed":
+        seed = kind == "seed"
+        if seed:
             self.seeds += 1
         else:
             self.children += 1
@@ -127,35 +156,83 @@ class Counters:
             self.next_child = max(self.next_child, int(ev["id"][1:]) + 1)
             update_operator_stats(self.ops, ev)
         if ev["status"] == "accepted":
-            if ev["type"] == "seed":
+            if seed:
                 self.seeds_accepted += 1
             else:
                 self.accepted += 1
             self.new_cells += ev["add_status"] == "new"
             self.improvements += ev["add_status"] == "improved"
         else:
-            self.rejects[ev["reject"]] = self.rejects.get(ev["reject"], 0) + 1
+            into = self.seed_rejects if seed else self.rejects
+            into[ev["reject"]] = into.get(ev["reject"], 0) + 1
+        tokens, cost = 0, 0.0
         for c in ev["calls"]:
+            t = int(c["prompt_tokens"]) + int(c["completion_tokens"])
             self.calls += 1
             self.failed_calls += c["outcome"] != "ok"
             self.prompt_tokens += int(c["prompt_tokens"])
             self.completion_tokens += int(c["completion_tokens"])
             self.cost_usd += float(c["cost_usd"])
+            tokens += t
+            cost += float(c["cost_usd"])
+            if seed:
+                self.seed_calls.append((t, float(c["cost_usd"])))
+        if not seed:
+            self.recent.append((len(ev["calls"]), tokens, cost))
+
+    def mean_child(self, calls_per_child: float = 3.0) -> tuple[float, float, float]:
+        """The mean (calls, tokens, cost) of a logged child; before any child was
+        logged, the seeds' mean per call times ``calls_per_child``."""
+        done = sum(r["children"] for r in self.ops.values())
+        if done:
+            return (
+                sum(r["calls"] for r in self.ops.values()) / done,
+                sum(r["tokens"] for r in self.ops.values()) / done,
+                sum(r["cost_usd"] for r in self.ops.values()) / done,
+            )
+        if not self.calls:
+            return calls_per_child, 0.0, 0.0
+        return (
+            calls_per_child,
+            calls_per_child * self.tokens / self.calls,
+            calls_per_child * self.cost_usd / self.calls,
+        )
+
+    def charge_lost(self, n: int) -> None:
+        """Counts ``n`` more lost children, and their expected spend."""
+        if n <= 0:
+            return
+        calls, tokens, cost = self.mean_child()
+        self.lost += n
+        self.lost_calls += n * calls
+        self.lost_tokens += n * tokens
+        self.lost_cost_usd += n * cost
 
     def close_session(self) -> None:
         self._open = 0
         self._open_from = self.next_child
 
     def finish(self) -> None:
-        """Accounts for a session that ended without a session event (a crash): its
-        logged children were submitted, and so were the ids it skipped (children
-        in flight at the crash, lost). Lost children whose ids lay above the last
-        logged one are not visible in the log; their ids are given out again."""
-        if self._open:
-            gaps = max(0, self.next_child - self._open_from - self._open)
-            self.submitted += self._open + gaps
-            self.lost += gaps
+        """Accounts for a session that ended without a session event (a crash): every
+        id it handed out (up to its last ``submitted`` mark) was submitted, and the
+        ones it did not log were lost."""
+        handed = self.next_child - self._open_from
+        if handed > 0 or self._open:
+            self.submitted += max(handed, self._open)
+            self.charge_lost(handed - self._open)
         self.close_session()
+
+    def session_event(self, wall_s: float) -> dict[str, Any]:
+        """The ``session`` event that closes a session with these totals."""
+        return {
+            "type": "session",
+            "wall_s": wall_s,
+            "submitted": self.submitted,
+            "lost": self.lost,
+            "lost_calls": self.lost_calls,
+            "lost_tokens": self.lost_tokens,
+            "lost_cost_usd": self.lost_cost_usd,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"failed": self.failed, "rejected": self.rejected}
@@ -337,7 +414,16 @@ class Campaign:
                 "is 0, so no cost is counted: set the prices of the model"
             )
         events = list(events)
-        if frozen is not None and not any(ev.get("type") == "seed" for ev in events):
+        logged = [ev.get("type") for ev in events if ev.get("type") in ("seed", "child")]
+        if frozen is None and logged:
+            # Never seed again over a log: ids would be given out twice.
+            raise CampaignError(
+                f"the event log holds {len(logged)} seeds and children but no frozen projection was given: "
+                "the run folder's projection.npz is missing"
+            )
+        if frozen is not None and "child" in logged and "seed" not in logged:
+            raise CampaignError("the event log holds children but no seed: it is not a whole campaign's log")
+        if frozen is not None and not logged:
             # A crash after the frozen spaces were saved but before any seed was
             # logged: the seed phase starts again (it refits the same projection).
             if not self.seeds:
@@ -388,30 +474,46 @@ class Campaign:
         )
 
     def _per_child(self) -> tuple[float, float, float]:
-        """Expected (calls, tokens, cost) of one child: the mean over finished children,
-        else the seeds' mean per call times the calls a child makes when all goes well."""
-        c = self.counters
-        done = sum(r["children"] for r in c.ops.values())
-        if done:
-            return (
-                sum(r["calls"] for r in c.ops.values()) / done,
-                sum(r["tokens"] for r in c.ops.values()) / done,
-                sum(r["cost_usd"] for r in c.ops.values()) / done,
-            )
-        calls = 2.0 + (1.0 if self.cfg.judge.complexity == "same_call" else 2.0)  # operator, respond, judge
-        if not c.calls:
-            return calls, 0.0, 0.0
-        return calls, calls * c.tokens / c.calls, calls * c.cost_usd / c.calls
+        """Forecast (calls, tokens, cost) of one child still to finish.
+
+        A high quantile (:data:`FORECAST_QUANTILE`) of the last finished children's
+        spend, not the mean: the few replies far longer than usual (a model that runs
+        on to ``max_tokens``) are what overshoots a cap, and a mean hides them. Each
+        call can use at most the request's own ``max_tokens`` of completion, so the
+        forecast never exceeds calls x (prompt tokens per call + ``max_tokens``),
+        priced at the dearest endpoint. Before any child finished: the same quantile
+        over the seeds' calls, times the calls a child makes when all goes well.
+        """
+        c, cfg = self.counters, self.cfg
+        q = FORECAST_QUANTILE
+        eps = (cfg.endpoint, cfg.target, cfg.grader)
+        max_out = max(e.max_tokens for e in eps)
+        price_in = max(e.price_in_per_mtok for e in eps) / 1e6
+        price_out = max(e.price_out_per_mtok for e in eps) / 1e6
+        if c.recent:
+            arr = np.asarray(c.recent, dtype=float)
+            calls, tokens, cost = (float(x) for x in np.quantile(arr, q, axis=0))
+        else:
+            calls = 2.0 + (1.0 if cfg.judge.complexity == "same_call" else 2.0)  # operator, respond, judge
+            if not c.seed_calls:
+                return calls, 0.0, 0.0
+            per_call = np.quantile(np.asarray(c.seed_calls, dtype=float), q, axis=0)
+            tokens, cost = calls * float(per_call[0]), calls * float(per_call[1])
+        prompt_per_call = c.prompt_tokens / c.calls if c.calls else 0.0
+        tokens = min(tokens, calls * (prompt_per_call + max_out))
+        if price_in or price_out:
+            cost = min(cost, calls * (prompt_per_call * price_in + max_out * price_out))
+        return calls, tokens, cost
 
     def budget_left(self) -> str:
         """``""`` while the budget allows another child, else which limit is hit.
 
-        Caps on calls, tokens and cost hold for what is spent (logged, or finished
-        and not yet logged) plus the expected spending of the children still running
-        and of one more child. So a child is only submitted while the spent amount
-        is within the cap, and a cap is overshot by at most what the children in
-        flight at the last submission spend beyond that expectation (see
-        :attr:`stop_in_flight`).
+        Caps on calls, tokens and cost hold for what is spent (logged, finished and
+        not yet logged, and the expected spend of children lost to crashes) plus the
+        forecast spending (:meth:`_per_child`) of the children still running and of
+        one more child. So a child is only submitted while the spent amount is within
+        the cap, and a cap is overshot by at most what the children in flight at the
+        last submission spend beyond their forecast (see :attr:`stop_in_flight`).
         """
         b, c = self.cfg.budget, self.counters
         if self.stop_requested:
@@ -421,9 +523,9 @@ class Campaign:
         if b.max_calls or b.max_tokens or b.max_cost_usd:
             per_calls, per_tokens, per_cost = self._per_child()
             running = self._in_flight - len(self._buffered) + 1
-            calls = c.calls + sum(len(x.calls) for x in self._buffered) + running * per_calls
-            tokens = c.tokens + sum(x.tokens for x in self._buffered) + running * per_tokens
-            cost = c.cost_usd + sum(x.cost_usd for x in self._buffered) + running * per_cost
+            calls = c.calls + c.lost_calls + sum(len(x.calls) for x in self._buffered) + running * per_calls
+            tokens = c.tokens + c.lost_tokens + sum(x.tokens for x in self._buffered) + running * per_tokens
+            cost = c.cost_usd + c.lost_cost_usd + sum(x.cost_usd for x in self._buffered) + running * per_cost
             if b.max_calls and calls > b.max_calls:
                 return "max_calls"
             if b.max_tokens and tokens > b.max_tokens:
@@ -574,7 +676,11 @@ class Campaign:
 
     def snapshot(self) -> None:
         assert self.archive is not None
-        state = self.counters.to_dict() | {"wall_s": self._wall(), "stop_reason": self.stop_reason}
+        state = self.counters.to_dict() | {
+            "wall_s": self._wall(),
+            "stop_reason": self.stop_reason,
+            "in_flight": self._in_flight,
+        }
         elites = elites_frame(self.archive)
         summary = getattr(self.domain, "campaign_summary", None)  # a domain's per-campaign figures
         if summary is not None:
@@ -603,13 +709,14 @@ class Campaign:
         self.sink.save_projection(self.projection, self.centroids)
         self.archive = archive_for(self.cfg, self.centroids)
         await self._record("seed", cands)
-        report = seed_report(cands, {s.id for s in self._elites.values()})
-        self.sink.append(report)
-        self.counters.update(report)
         self._step()
-        error = survival_error(report, self.cfg.seeds.min_survival)
-        if error:
-            raise CampaignError(error)
+        if not self._elites:
+            reasons = sorted({c.reject for c in cands})
+            first = next((c.detail for c in cands if c.detail), "")
+            raise CampaignError(
+                f"no seed survived responding and judging (reject reasons: {reasons})"
+                + (f"; first: {first}" if first else "")
+            )
 
     async def run(self) -> StepStats:
         """Runs until the budget is spent or :attr:`stop_requested` is set.
@@ -631,7 +738,7 @@ class Campaign:
             if self.archive is not None:
                 c = self.counters
                 wall = time.monotonic() - self._session_start
-                self.sink.append({"type": "session", "wall_s": wall, "submitted": c.submitted, "lost": c.lost})
+                self.sink.append(c.session_event(wall))
                 c.wall_s += wall
                 c.close_session()
                 self._session_start = time.monotonic()
@@ -646,15 +753,20 @@ class Campaign:
         batch = self.cfg.runtime.embed_batch
         try:
             while True:
-                submitted = False
-                while len(pending) < self.cfg.runtime.in_flight and not self.budget_left():
-                    job = self._next_job()
-                    task = asyncio.ensure_future(self.runtime.submit(job))
-                    jobs[task] = job
-                    pending.add(task)
-                    self._in_flight = len(pending) + len(done_buf)
-                    submitted = True
-                if submitted:
+                new: list[Job] = []
+                while len(pending) + len(new) < self.cfg.runtime.in_flight and not self.budget_left():
+                    new.append(self._next_job())
+                    self._in_flight = len(pending) + len(new) + len(done_buf)
+                if new:
+                    # The ids are on record before any of them reaches the runtime, so
+                    # after a crash resume knows exactly which children were lost.
+                    mark = {"type": "submitted", "next_child": self.counters.next_child}
+                    self.sink.append(mark)
+                    self.counters.update(mark)
+                    for job in new:
+                        task = asyncio.ensure_future(self.runtime.submit(job))
+                        jobs[task] = job
+                        pending.add(task)
                     self.stop_in_flight = [jobs[t].child_id for t in pending]
                 if not pending:
                     break
@@ -675,7 +787,7 @@ class Campaign:
         finally:
             for t in pending:
                 t.cancel()
-            self.counters.lost += len(pending)  # abandoned: their calls are not logged
+            self.counters.charge_lost(len(pending))  # abandoned: their calls are not logged
             self._in_flight = 0
             if done_buf:
                 await self._record("child", done_buf)

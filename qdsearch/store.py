@@ -3,6 +3,7 @@
 Layout of ``archives/<run>/``::
 
     config.toml        the campaign config as run (no secrets: keys live in env vars)
+    fingerprint.json   the descriptor-space part of the config when the run began
     projection.npz     the frozen topic projection
     centroids.npy      CVT centroids (CVT archives only)
     events.jsonl       append-only log of every seed and child, accepted or not
@@ -16,12 +17,21 @@ any other malformed line is an error naming its line number. Every other file is
 written atomically (temp file, fsync, rename): a crash leaves the previous version
 whole, and at most a stale ``.<name>.*.tmp`` file, removed when the folder is next
 opened for writing.
+
+The frozen descriptor spaces are checked whenever they are loaded (resume, export,
+report): a folder whose log holds events but whose ``projection.npz`` (or, for a
+CVT archive, ``centroids.npy``) is gone, or whose ``events.jsonl`` is gone or empty
+while a snapshot exists, is refused rather than seeded again or read as empty; and
+a ``config.toml`` whose descriptor space (``[archive]``, the embedding model, the
+domain's axes) no longer matches ``fingerprint.json`` is refused with the keys
+that changed, since every cell would change meaning.
 """
 
 from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -36,7 +46,7 @@ from qdsearch.config import CampaignConfig, load_config, to_dict
 from qdsearch.descriptors.topic import TopicProjection
 from qdsearch.stats import operator_table
 
-__all__ = ["RunStore", "StoreError", "atomic_write", "dumps_toml"]
+__all__ = ["RunStore", "StoreError", "atomic_write", "descriptor_space", "dumps_toml"]
 
 
 class StoreError(RuntimeError):
@@ -57,6 +67,34 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _atomic_write_all(items: list[tuple[Path, bytes]]) -> None:
+    """Like :func:`atomic_write` for files that belong together (one folder): every
+    temp file is written and fsynced first, then all are renamed back to back, so a
+    crash leaves them all old or (but for microseconds between renames) all new."""
+    tmps: list[str] = []
+    try:
+        for path, data in items:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            tmps.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        while tmps:
+            os.replace(tmps[0], items[len(items) - len(tmps)][0])
+            tmps.pop(0)
+    except BaseException:
+        for tmp in tmps:
+            with _suppress():
+                os.unlink(tmp)
+        raise
+    dfd = os.open(items[0][0].parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
@@ -101,6 +139,38 @@ def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def descriptor_space(cfg: CampaignConfig) -> dict[str, Any]:
+    """The config values that give a run's cells their meaning, by dotted key.
+
+    The whole ``[archive]`` section (so keys added to it later are covered too), the
+    embedding backend and model, and the domain's kind, descriptors and axes.
+    """
+    d = to_dict(cfg)
+    out = {f"archive.{k}": v for k, v in d["archive"].items()}
+    out |= {f"embedding.{k}": d["embedding"][k] for k in ("backend", "model")}
+    out |= {f"domain.{k}": d["domain"][k] for k in ("kind", "descriptors")}
+    out["domain.axes"] = {k: list(v) for k, v in cfg.domain.axis_labels().items()}
+    return out
+
+
+def _fingerprint(space: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(space, sort_keys=True, ensure_ascii=False)
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "descriptor_space": space}
+
+
+def _changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every key whose value differs. A key the saved
+    fingerprint lacks (added to the config since) counts as its default value; a
+    key the config no longer has is ignored (config.toml could not set it)."""
+    defaults = descriptor_space(CampaignConfig())
+    out = []
+    for key in now:
+        old = saved.get(key, defaults.get(key))
+        if old != now[key]:
+            out.append(f"{key}: {json.dumps(old)} -> {json.dumps(now[key])}")
+    return out
+
+
 class RunStore:
     """One campaign folder. Holds an exclusive lock while open for writing."""
 
@@ -136,6 +206,7 @@ class RunStore:
         store = cls(path, cfg)
         store._acquire()
         atomic_write(path / "config.toml", dumps_toml(to_dict(cfg)).encode())
+        store._write_fingerprint()
         return store
 
     @classmethod
@@ -196,12 +267,65 @@ class RunStore:
             os.unlink(tmp)
 
     def load_projection(self) -> tuple[TopicProjection, np.ndarray | None] | None:
-        """The saved (projection, centroids), or None before the seed phase finished."""
+        """The saved (projection, centroids), or None before the seed phase finished.
+
+        The folder is checked first (see the module docstring); a folder opened for
+        writing that has no ``fingerprint.json`` yet (made by an older version) gets
+        one from its config.
+
+        Raises:
+            StoreError: naming the missing file, or the descriptor-space keys of
+                ``config.toml`` that changed since the run began.
+        """
         p = self.path / "projection.npz"
+        ev = self.path / "events.jsonl"
+        logged = ev.is_file() and ev.stat().st_size > 0
+        snapshots = [n for n in ("state.json", "elites.parquet") if (self.path / n).is_file()]
         if not p.is_file():
+            if logged or snapshots:
+                raise StoreError(
+                    f"{p}: missing, so the campaign has no archive yet although "
+                    f"{ev.name if logged else snapshots[0]} holds results: the frozen topic projection "
+                    "cannot be refitted over them; restore the file, or start a new run"
+                )
             return None
         c = self.path / "centroids.npy"
+        if self.cfg.archive.kind == "cvt" and not c.is_file():
+            raise StoreError(
+                f"{c}: missing; a CVT archive's cells are its saved centroids: restore the file, or start a new run"
+            )
+        if snapshots and not logged:
+            raise StoreError(
+                f"{ev}: {'empty' if ev.is_file() else 'missing'}, but {snapshots[0]} holds a snapshot: "
+                "the event log is the run's only source of truth; restore it (nothing is re-seeded or exported "
+                "from an empty log)"
+            )
+        self._check_fingerprint()
         return TopicProjection.load(p), (np.load(c) if c.is_file() else None)
+
+    def _write_fingerprint(self) -> None:
+        data = json.dumps(_fingerprint(descriptor_space(self.cfg)), indent=2, sort_keys=True, ensure_ascii=False)
+        atomic_write(self.path / "fingerprint.json", data.encode())
+
+    def _check_fingerprint(self) -> None:
+        f = self.path / "fingerprint.json"
+        if not f.is_file():
+            if self._lock is not None:  # an older run folder, opened to resume
+                self._write_fingerprint()
+            return
+        try:
+            saved = json.loads(f.read_text(encoding="utf-8"))["descriptor_space"]
+            if not isinstance(saved, dict):
+                raise TypeError
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StoreError(f"{f}: unreadable descriptor-space fingerprint") from None
+        changed = _changed_keys(saved, descriptor_space(self.cfg))
+        if changed:
+            raise StoreError(
+                f"{self.path / 'config.toml'}: the descriptor space differs from the one this run was made with "
+                f"({f.name}): {'; '.join(changed)}. Its cells would change meaning: put the old values back, "
+                "or start a new run with the new ones (qdsearch run CONFIG --name NEW_NAME)"
+            )
 
     # ------------------------------------------------------------------ event log
     def _events_file(self) -> BinaryIO:
@@ -261,14 +385,17 @@ class RunStore:
 
     # ------------------------------------------------------------------ snapshots, stats
     def snapshot(self, elites: pd.DataFrame, state: dict[str, Any]) -> None:
-        """Atomically writes the elites (parquet) and the counters (JSON)."""
+        """Atomically writes the elites (parquet), the counters (JSON) and the operator
+        table (CSV), as one unit (see :func:`_atomic_write_all`)."""
         if self._events is not None:
             os.fsync(self._events.fileno())
-        atomic_write(self.path / "elites.parquet", elites.to_parquet(index=False))
-        atomic_write(self.path / "state.json", json.dumps(state, indent=2, sort_keys=True).encode())
+        items = [
+            (self.path / "elites.parquet", elites.to_parquet(index=False)),
+            (self.path / "state.json", json.dumps(state, indent=2, sort_keys=True).encode()),
+        ]
         if state.get("ops"):
-            table = operator_table(state["ops"]).to_csv(index=False)
-            atomic_write(self.path / "operators.csv", table.encode())
+            items.append((self.path / "operators.csv", operator_table(state["ops"]).to_csv(index=False).encode()))
+        _atomic_write_all(items)
 
     def append_stats(self, row: dict[str, Any]) -> None:
         p = self.path / "stats.csv"

@@ -21,7 +21,7 @@ import html
 import io
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,8 +166,41 @@ def _categorical_heatmap(elites: pd.DataFrame, axes: dict[str, tuple[str, ...]])
     return _png(fig)
 
 
-def heatmaps(cfg: CampaignConfig, elites: pd.DataFrame) -> dict[str, bytes]:
-    """PNG heatmaps of the archive: complexity x each topic axis, and topic 1 x topic 2.
+def _regions_heatmap(elites: pd.DataFrame, labels: Sequence[str], complexity_bins: int) -> bytes:
+    """Best quality per (complexity bin, named topic region) cell, regions labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.full((len(labels), complexity_bins), np.nan)
+    for m, q in zip(elites.get("measures", []), elites.get("quality", []), strict=True):
+        c = min(complexity_bins - 1, max(0, int((float(m[0]) - 1.0) / 9.0 * complexity_bins)))
+        r = int(m[1])
+        if 0 <= r < len(labels):
+            grid[r, c] = q if np.isnan(grid[r, c]) else max(grid[r, c], q)
+    fig, ax = plt.subplots(figsize=(3.2 + 0.9 * complexity_bins, 1.0 + 0.32 * len(labels)))
+    im = ax.imshow(grid, vmin=1.0, vmax=10.0, cmap="viridis", origin="upper", aspect="auto")
+    edges = np.linspace(1.0, 10.0, complexity_bins + 1)
+    ax.set_xticks(range(complexity_bins), [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(complexity_bins)])
+    ax.set_yticks(range(len(labels)), [_short(lab, 42) for lab in labels], fontsize=8)
+    for y in range(len(labels)):
+        for x in range(complexity_bins):
+            if not np.isnan(grid[y, x]):
+                ax.text(x, y, f"{grid[y, x]:.0f}", ha="center", va="center", color="w" if grid[y, x] < 6 else "k")
+    ax.set_xlabel("complexity")
+    ax.set_title("best quality: complexity x topic region")
+    fig.colorbar(im, ax=ax)
+    return _png(fig)
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def heatmaps(cfg: CampaignConfig, elites: pd.DataFrame, regions: Sequence[str] = ()) -> dict[str, bytes]:
+    """PNG heatmaps of the archive: complexity x named topic region (``topic =
+    "regions"``), else complexity x each topic axis and topic 1 x topic 2.
 
     A grid archive of more than two measures (and any CVT archive) is shown through
     these 2-D projections, each cell holding the best elite that falls into it.
@@ -175,6 +208,9 @@ def heatmaps(cfg: CampaignConfig, elites: pd.DataFrame) -> dict[str, bytes]:
     if cfg.domain.categorical:
         return {"heatmap_categories.png": _categorical_heatmap(elites, cfg.domain.axis_labels())}
     a = cfg.archive
+    if a.topic_kind == "regions":
+        labels = list(regions) or [f"region {i}" for i in range(a.topic_regions)]
+        return {"heatmap_c_regions.png": _regions_heatmap(elites, labels, a.complexity_bins)}
     ranges = [COMPLEXITY_RANGE] + [(-a.topic_range, a.topic_range)] * a.topic_dims
     out: dict[str, bytes] = {}
     for k in range(1, a.topic_dims + 1):
@@ -320,7 +356,34 @@ def _qdc_table(results: dict[str, dict[str, Any]]) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
-def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_html: str, state: dict[str, Any]) -> str:
+def _regions_html(elites: pd.DataFrame, regions: Sequence[str], complexity_bins: int) -> str:
+    """A table of the topic regions: how many cells of each are filled and its best elite."""
+    rows = []
+    for r, name in enumerate(regions):
+        mine = elites[[int(m[1]) == r for m in elites["measures"]]] if len(elites) else elites
+        best = mine.sort_values("quality", ascending=False).head(1)
+        rows.append(
+            {
+                "region": r,
+                "name": name,
+                "cells filled": f"{len(mine)}/{complexity_bins}",
+                "best quality": f"{float(best['quality'].iloc[0]):.1f}" if len(best) else "",
+                "best elite": str(best["instruction"].iloc[0])[:200] if len(best) else "(empty)",
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return "<h3>Topic regions</h3>" + _table(frame, text_cols=["name", "best elite"])
+
+
+def render_html(
+    cfg: CampaignConfig,
+    tr: Trace,
+    images: dict[str, bytes],
+    qdc_html: str,
+    state: dict[str, Any],
+    *,
+    regions: Sequence[str] = (),
+) -> str:
     c = tr.counters
     last = tr.rows[-1] if tr.rows else {}
     kpis = [
@@ -343,6 +406,9 @@ def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_ht
     a = cfg.archive
     cells = a.cvt_cells if a.kind == "cvt" else a.complexity_bins * a.topic_bins**a.topic_dims
     space = f"complexity × {a.topic_dims} topic axes"
+    if a.topic_kind == "regions":
+        cells = a.complexity_bins * a.topic_regions
+        space = f"complexity × {a.topic_regions} named topic regions"
     if cfg.domain.categorical:
         axes = cfg.domain.axis_labels()
         cells = int(np.prod([len(v) for v in axes.values()]))
@@ -365,6 +431,7 @@ def render_html(cfg: CampaignConfig, tr: Trace, images: dict[str, bytes], qdc_ht
         )
         + "</p>",
         f"<div class='figs'>{heat}</div>",
+        _regions_html(tr.elites, regions, a.complexity_bins) if regions else "",
         "<h2>Progress against LLM calls</h2>",
         f"<div class='figs'>{_img('curves.png', images['curves.png'])}</div>",
         "<h2>Operators</h2>",
@@ -403,7 +470,8 @@ def build_report(
     tr = trace_run(store.cfg, frozen[1], store.events())
     state_path = store.path / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    images = heatmaps(store.cfg, tr.elites)
+    regions = list(getattr(frozen[0], "labels", ()) or ())
+    images = heatmaps(store.cfg, tr.elites, regions)
     images["curves.png"] = curves(tr.frame())
     out = Path(out_dir) if out_dir is not None else store.path / "report"
     try:
@@ -412,6 +480,6 @@ def build_report(
         raise StoreError(f"{out}: cannot create report folder ({e.strerror or e})") from None
     for name, data in images.items():
         atomic_write(out / name, data)
-    page = render_html(store.cfg, tr, images, _qdc_section(tr, embedder_factory), state)
+    page = render_html(store.cfg, tr, images, _qdc_section(tr, embedder_factory), state, regions=regions)
     atomic_write(out / "index.html", page.encode())
     return out / "index.html"

@@ -173,3 +173,23 @@ def test_old_run_folders_without_a_topic_key_stay_pca(fake_openai: Any, tmp_path
     store = RunStore.open(path, write=False)
     assert store.cfg.archive.topic_kind == "pca"
     assert store.load_projection() is not None  # the fingerprint agrees
+
+
+def test_report_names_the_regions(fake_openai: Any, tmp_path: Path) -> None:
+    import html
+
+    from qdsearch.report import build_report
+
+    fake = fake_openai(fake_world.world)
+    cfg = cfg_for(fake.base_url, tmp_path, budget={"max_children": 10})
+    campaign, store = run(cfg)
+    store.close()
+    index = build_report(store.path, embedder_factory=None)
+    names = sorted(p.name for p in index.parent.iterdir())
+    assert "heatmap_c_regions.png" in names and not any(n.startswith("heatmap_c_t") for n in names)
+    page = index.read_text()
+    space = campaign.projection
+    assert isinstance(space, TopicRegions)
+    assert "named topic regions" in page and "Topic regions" in page
+    for label in space.labels:
+        assert html.escape(label, quote=True) in page

@@ -425,7 +425,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from qdsearch.store import RunStore
 
     _check_saved_files(Path(args.run_dir), ("projection.npz", "centroids.npy"))
-    fmts = list(FORMATS) if args.format == "all" else [f.strip() for f in args.format.split(",") if f.strip()]
+    fmts: list[Any] = (
+        list(FORMATS) if args.format == "all" else [f.strip() for f in args.format.split(",") if f.strip()]
+    )
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
         raise UserError(f"--format: expected 'all' or a comma-separated list of {list(FORMATS)}, got {args.format!r}")
@@ -437,7 +439,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from qdsearch.hub import check_push
 
         check_push(args.push_to_hub)  # before anything is written
-    selection = "all" if args.all else "lineage" if args.lineage else "elites"
+    selection: Any = "all" if args.all else "lineage" if args.lineage else "elites"
     embedder = None
     if not args.no_qdc:
         from qdsearch.descriptors.embedding import make_embedder

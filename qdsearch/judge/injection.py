@@ -112,7 +112,7 @@ _GRADER = (
 )
 
 # Full marks as a fraction: 10/10, 5/5, 100/100, "10 out of 10" (not 50/50, 20/20: odds and eyesight).
-_FULL = r"(?<![\d/.,])(?:10\s*/\s*10|5\s*/\s*5|100\s*/\s*100|(?:10|ten)\s+out\s+of\s+(?:10|ten))(?![\d/]|[.,]\d)"
+_FULL = r"(?<![\d/.])(?<!\d,)(?:10\s*/\s*10|5\s*/\s*5|100\s*/\s*100|(?:10|ten)\s+out\s+of\s+(?:10|ten))(?![\d/]|[.,]\d)"
 _NOTICE_SRC = (
     r"system|admin(?:istrator)?|pipeline|moderator|orchestrator|supervisor|evaluation|grading|scoring|judging|qa|"
     r"quality\s+assurance|annotation|automated\s+(?:qa|review|check|grading|evaluation)|internal|operator|platform"
@@ -374,6 +374,17 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             re.compile(
                 r"^[^\n]{0,80}\b(?:score|rating|grade|overall|total|final|verdict|quality|marks|points)\b[^\n]{0,40}?"
                 rf"{_FULL}",
+                _IM,
+            ),
+        ),
+    ),
+    (
+        "fake_verdict",  # a table (markdown or CSV) whose header names a score and a row below gives full marks
+        _needs(
+            "10 5/5 100 ten",
+            re.compile(
+                r"^[^\n]{0,120}?\b(?:score|rating|grade|points|marks|verdict|evaluation)\b[^\n]{0,200}\n"
+                rf"(?:[^\n]{{0,200}}\n){{0,5}}?[^\n]{{0,200}}?[|,;\t]\s*{_FULL}",
                 _IM,
             ),
         ),

@@ -53,7 +53,7 @@ _LOOKALIKE_PAIRS = (
     # Latin small capitals, IPA and other Latin variants (NFKC keeps them)
     " ᴀa ʙb ᴄc ᴅd ᴇe ꜰf ɢg ʜh ɪi ᴊj ᴋk ʟl ᴍm ɴn ᴏo ᴘp ꞯq ʀr ꜱs ᴛt ᴜu ᴠv ᴡw ʏy ᴢz"
     " ɑa ɓb ƈc ɗd ɖd ɛe ǝe əe ɸф ɡg ɠg ɦh ɩi ɨi ʝj ƙk ɭl ɱm ɲn ɳn ɵo ƥp ʠq ɽr ʂs ƭt ʈt ʉu ʋv ⱳw ƴy ʐz ȥz"
-    " ıi ȷj ſs ƒf đd ħh łl øo ŧt ƀb ƶz ɇe ɉj ɍr ɏy ꝺd ꞃr ꞅs ꞇt"
+    " ıi ȷj ſs ƒf đd ħh łl øo ŧt ƀb ƶz ɇe ɉj ɍr ɏy ꝺd ꞃr ꞅs ꞇt ȺA ɃB ȻC ĐD ɆE ǤG ĦH ƗI ɈJ ꝀK ŁL ØO ᵽp ɌR ȾT ɎY ƵZ"
     # turned letters (upside-down text)
     " ɐa ɔc ɟj ɥh ɯm ɹr ʇt ʌv ʍw ʎy ʞk ɓb"
     # Coptic, Lisu, Georgian
@@ -62,7 +62,12 @@ _LOOKALIKE_PAIRS = (
 )
 _LOOKALIKES = str.maketrans(
     {pair[0]: pair[1:] for pair in _LOOKALIKE_PAIRS.split() if len(pair) >= 2 and pair[1:].isascii()}
+    # negative circled, negative squared and regional-indicator letters (NFKC keeps them)
+    | {chr(start + i): chr(ord("A") + i) for start in (0x1F150, 0x1F170, 0x1F1E6) for i in range(26)}
 )
+# Unicode "tag" characters (U+E0020-U+E007E) spell ASCII invisibly; a model's
+# tokenizer still reads them.
+_TAG_FIRST, _TAG_LAST = 0xE0020, 0xE007E
 _SPACES = re.compile(r"[^\S\n]+")
 # Markdown emphasis and code marks (a judge reads "**Verdict:**" as "Verdict:"); an
 # underscore inside a word (snake_case, <|eot_id|>) stays.
@@ -293,7 +298,8 @@ def views(text: str, depth: int = 2) -> list[tuple[str, str]]:
 
     The first is ``("plain", plain(text))``, then ``("folded", fold(text))`` when
     folding changes something; then, for each decoding layer that applies (``html``,
-    ``url``, ``base64``, ``hex``, ``rot13``, ``reversed``, ``leet``, ``spelled``), the
+    ``url``, ``base64``, ``hex``, ``rot13``, ``reversed``, ``leet``, ``spelled``, and
+    ``tags``: the text spelled in invisible Unicode tag characters), the
     decoded text, plain and folded, decoded again up to ``depth`` layers deep (base64
     of URL-encoded text...). Duplicates are dropped. Never raises on a ``str``.
     """
@@ -311,6 +317,9 @@ def views(text: str, depth: int = 2) -> list[tuple[str, str]]:
         return p
 
     frontier = [("", add("plain", text))]
+    hidden = "".join(chr(ord(c) - 0xE0000) for c in text if _TAG_FIRST <= ord(c) <= _TAG_LAST)
+    if len(hidden) >= 3:
+        frontier.append(("tags", add("tags", hidden)))
     for _ in range(max(0, depth)):
         nxt: list[tuple[str, str]] = []
         for prefix, t in frontier:

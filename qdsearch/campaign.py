@@ -29,6 +29,7 @@ from qdsearch.domains import domain_operators, make_domain
 from qdsearch.operators import resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import Runtime
+from qdsearch.seed_survival import seed_report, survival_error
 from qdsearch.selection import make_selector, reward
 from qdsearch.stats import update_operator_stats
 from qdsearch.types import Candidate, Sample
@@ -100,6 +101,8 @@ class Counters:
     rejects: dict[str, int] = field(default_factory=dict)  # children's reject reasons
     seed_rejects: dict[str, int] = field(default_factory=dict)  # seeds' reject reasons
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-operator totals
+    # the seed phase's `seed_report` event: which seeds are not in the archive, and why
+    seed_report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Children logged since the last session event, and next_child then: what
@@ -144,6 +147,9 @@ class Counters:
         if kind == "submitted":
             # ids below this were handed to the runtime (logged or not)
             self.next_child = max(self.next_child, int(ev["next_child"]))
+            return
+        if kind == "seed_report":
+            self.seed_report = {k: v for k, v in ev.items() if k != "type"}
             return
         if kind not in ("seed", "child"):
             return
@@ -709,14 +715,13 @@ class Campaign:
         self.sink.save_projection(self.projection, self.centroids)
         self.archive = archive_for(self.cfg, self.centroids)
         await self._record("seed", cands)
+        report = seed_report(cands, {s.id for s in self._elites.values()})
+        self.sink.append(report)
+        self.counters.update(report)
         self._step()
-        if not self._elites:
-            reasons = sorted({c.reject for c in cands})
-            first = next((c.detail for c in cands if c.detail), "")
-            raise CampaignError(
-                f"no seed survived responding and judging (reject reasons: {reasons})"
-                + (f"; first: {first}" if first else "")
-            )
+        error = survival_error(report, self.cfg.seeds.min_survival)
+        if error:
+            raise CampaignError(error)
 
     async def run(self) -> StepStats:
         """Runs until the budget is spent or :attr:`stop_requested` is set.

@@ -177,6 +177,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
     from qdsearch.llm import open_endpoint
     from qdsearch.operators import resolve
     from qdsearch.runtime import make_runtime
+    from qdsearch.seed_survival import report_lines
 
     cfg: CampaignConfig = store.cfg
     embedder = make_embedder(cfg.embedding)
@@ -200,6 +201,18 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
         operators = resolve(cfg.operators.names, domain_operators(cfg))
         runtime = make_runtime(cfg, endpoint, operators, ray_address=ray_address)
         try:
+            # The seed phase's report (which seeds are not in the archive, and why) is
+            # printed once, at the step that follows it.
+            told = any(ev.get("type") == "seed_report" for ev in events)
+
+            def on_step(st: Any) -> None:
+                nonlocal told
+                progress(st)
+                if not told and campaign.counters.seed_report:
+                    told = True
+                    for line in report_lines(campaign.counters.seed_report):
+                        progress.bar.write(line, file=sys.stderr)
+
             campaign = Campaign(
                 cfg,
                 seeds,
@@ -209,7 +222,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
                 events=events,
                 frozen=frozen,
                 reference=reference,
-                on_step=progress,
+                on_step=on_step,
             )
 
             async def go() -> Any:

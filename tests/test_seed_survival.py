@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from qdsearch.campaign import Campaign, CampaignError, Counters
+from qdsearch.cli import main
 from qdsearch.config import CampaignConfig, ConfigError, from_dict
 from qdsearch.descriptors.embedding import EndpointEmbedder
 from qdsearch.runtime import make_runtime
 from qdsearch.seed_survival import OUTRANKED, report_lines, seed_report, survival_error
 from qdsearch.seeds import load_seeds
-from qdsearch.store import RunStore
+from qdsearch.store import RunStore, dumps_toml
 from qdsearch.types import Candidate, Judgement, Sample
 from tests.fakes.openai_server import Reply
 from tests.fakes.world import world
@@ -39,6 +40,10 @@ SHORT = 64  # endpoint.max_tokens in these tests
 
 
 def config(base_url: str, tmp_path: Path, **over: dict[str, Any]) -> CampaignConfig:
+    return from_dict(config_dict(base_url, tmp_path, **over))
+
+
+def config_dict(base_url: str, tmp_path: Path, **over: dict[str, Any]) -> dict[str, Any]:
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
     d: dict[str, Any] = {
@@ -59,7 +64,7 @@ def config(base_url: str, tmp_path: Path, **over: dict[str, Any]) -> CampaignCon
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)
-    return from_dict(d)
+    return d
 
 
 def run(cfg: CampaignConfig) -> tuple[Campaign, RunStore]:
@@ -139,6 +144,21 @@ def test_too_few_surviving_seeds_stop_the_run_with_one_line(fake_openai: Any, tm
     assert (report["seeds"], report["judged"], report["in_archive"]) == (6, 1, 1)
     assert [d["reason"] for d in report["dropped"]] == ["judge_not_json"] * 5
     assert {d["instruction"] for d in report["dropped"]} == {s["instruction"] for s in SEEDS[1:]}
+
+
+def test_the_terminal_shows_the_missing_seeds_then_the_stop_line(
+    fake_openai: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = fake_openai(only_tides_judged)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(dumps_toml(config_dict(fake.base_url, tmp_path, judge={"max_attempts": 1})))
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert "seeds: 1 of 6 in the archive (1 judged); not in it:" in lines
+    start = lines.index("seeds: 1 of 6 in the archive (1 judged); not in it:")
+    assert all(" judge_not_json " in ln for ln in lines[start + 1 : start + 6])
+    assert lines[-1].startswith("qdsearch: error: only 1 of 6 seeds survived responding and judging")
+    assert sum(ln.startswith("qdsearch: error") for ln in lines) == 1
 
 
 def test_min_survival_zero_runs_on_and_reports_the_dropped_seeds(fake_openai: Any, tmp_path: Path) -> None:

@@ -144,12 +144,12 @@ class Counters:
                 self.charge_lost(lost - self.lost)
             self.close_session()
             return
+        if kind == "seed_report":
+            self.seed_report = {k: v for k, v in ev.items() if k != "type"}
+            return
         if kind == "submitted":
             # ids below this were handed to the runtime (logged or not)
             self.next_child = max(self.next_child, int(ev["next_child"]))
-            return
-        if kind == "seed_report":
-            self.seed_report = {k: v for k, v in ev.items() if k != "type"}
             return
         if kind not in ("seed", "child"):
             return

@@ -23,12 +23,12 @@ from ribs.archives import ArchiveBase
 
 from qdsearch.archive import add_sample, archive_for, elites_frame, make_centroids, measure_ranges
 from qdsearch.config import CampaignConfig
-from qdsearch.descriptors.embedding import Embedder
+from qdsearch.descriptors.embedding import Embedder, EmbeddingError
 from qdsearch.descriptors.topic import TopicProjection
 from qdsearch.domains import domain_operators, make_domain
 from qdsearch.operators import resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
-from qdsearch.runtime import Runtime
+from qdsearch.runtime import JobLost, Runtime
 from qdsearch.seed_survival import seed_report, survival_error
 from qdsearch.selection import make_selector, reward
 from qdsearch.stats import update_operator_stats
@@ -144,12 +144,12 @@ class Counters:
                 self.charge_lost(lost - self.lost)
             self.close_session()
             return
-        if kind == "seed_report":
-            self.seed_report = {k: v for k, v in ev.items() if k != "type"}
-            return
         if kind == "submitted":
             # ids below this were handed to the runtime (logged or not)
             self.next_child = max(self.next_child, int(ev["next_child"]))
+            return
+        if kind == "seed_report":
+            self.seed_report = {k: v for k, v in ev.items() if k != "type"}
             return
         if kind not in ("seed", "child"):
             return
@@ -339,6 +339,13 @@ def _event(
     }
 
 
+def _input_refused(e: EmbeddingError) -> bool:
+    """Whether the endpoint refused the request for what it contained (a 4xx other
+    than a timeout or a rate limit), rather than being down or overloaded."""
+    out = e.record.outcome
+    return out.startswith("http_4") and out not in ("http_408", "http_429")
+
+
 def _outcome(task: asyncio.Future[Candidate], job: Job) -> Candidate:
     """A finished job's candidate; a job that raised (a runtime or worker bug, a dead
     Ray actor) becomes a rejected child, so the other children's work is kept."""
@@ -387,6 +394,12 @@ class Campaign:
         self.on_step = on_step
         self.stop_requested = False
         self.stop_reason = ""
+        # Set when the campaign cannot usefully go on (the embedding endpoint is down,
+        # worker processes keep dying): it stops as a budget would, resumable.
+        self.halt_reason = ""
+        self._embed_fail_run = 0  # children in a row whose embedding failed
+        self._lost_run = 0  # jobs in a row that the runtime lost
+        self._last_lost = ""  # the highest child id lost
         self.projection: TopicProjection | None = None
         self.centroids: np.ndarray | None = None
         self.archive: ArchiveBase | None = None
@@ -524,6 +537,8 @@ class Campaign:
         b, c = self.cfg.budget, self.counters
         if self.stop_requested:
             return "stopped by user"
+        if self.halt_reason:
+            return self.halt_reason
         if b.max_children and c.children + self._in_flight >= b.max_children:
             return "max_children"
         if b.max_calls or b.max_tokens or b.max_cost_usd:
@@ -621,31 +636,88 @@ class Campaign:
                 return "near_duplicate_elite"
         return ""
 
-    async def _record(self, kind: str, cands: Sequence[Candidate]) -> None:
-        """Describes, filters, adds and logs finished candidates, in order."""
-        assert self.archive is not None and self.projection is not None
-        ok = [c for c in cands if c.judgement is not None]
+    async def _embed_children(
+        self, ok: Sequence[Candidate]
+    ) -> tuple[list[np.ndarray | None], dict[str, np.ndarray], dict[str, str]]:
+        """Embeds judged children (and their parents that have no cached vector).
+
+        Returns:
+            One vector per child (None where its embedding failed after the
+            embedder's retries), parent id -> vector, and child id -> why it failed.
+            A batch the endpoint refuses for its input (a 4xx other than 408/429) is
+            embedded again one child at a time, so only the children whose text is
+            refused fail; any other failure (connection, timeout, 5xx: the endpoint is
+            unwell) fails the whole batch.
+        """
+
         # Parents displaced from the archive while their child was in flight have no
         # cached vector: embed them with the batch.
-        missing = sorted(
-            {c.sample.parent_id for c in ok if c.sample.parent_id and c.sample.parent_id not in self._vecs}
-        )
-        parent_texts = [self._parent_text[c.sample.id] for c in ok if c.sample.parent_id in missing]
-        missing = [c.sample.parent_id for c in ok if c.sample.parent_id in missing]
-        texts = [c.sample.prompt_text() for c in ok] + parent_texts
-        vecs = await self._embed(texts) if texts else np.zeros((0, 0))
-        extra = dict(zip(missing, vecs[len(ok) :], strict=True))
-        coords = self.projection.transform(vecs[: len(ok)]) if ok else None
+        def parent_text(c: Candidate) -> list[str]:
+            pid = c.sample.parent_id
+            return [self._parent_text[c.sample.id]] if pid and pid not in self._vecs else []
+
+        texts = [c.sample.prompt_text() for c in ok] + [t for c in ok for t in parent_text(c)]
+        try:
+            vecs = await self._embed(texts) if texts else np.zeros((0, 0))
+        except EmbeddingError as e:
+            if len(ok) <= 1 or not _input_refused(e):
+                return [None] * len(ok), {}, {c.sample.id: str(e) for c in ok}
+        else:
+            missing = [c.sample.parent_id for c in ok if parent_text(c)]
+            return list(vecs[: len(ok)]), dict(zip(missing, vecs[len(ok) :], strict=True)), {}
+        out: list[np.ndarray | None] = []
+        extra: dict[str, np.ndarray] = {}
+        failures: dict[str, str] = {}
+        for c in ok:
+            try:
+                v = await self._embed([c.sample.prompt_text(), *parent_text(c)])
+            except EmbeddingError as e:
+                out.append(None)
+                failures[c.sample.id] = str(e)
+                continue
+            out.append(v[0])
+            if len(v) > 1:
+                extra[c.sample.parent_id] = v[1]
+        return out, extra, failures
+
+    def _count_embed_failures(self, ok: Sequence[Candidate], failures: dict[str, str]) -> None:
+        """Stops the campaign (resumable) once ``embedding.max_consecutive_failures``
+        children in a row could not be embedded: the endpoint is down."""
+        for c in ok:
+            self._embed_fail_run = self._embed_fail_run + 1 if c.sample.id in failures else 0
+        limit = self.cfg.embedding.max_consecutive_failures
+        if failures and self._embed_fail_run >= limit and not self.halt_reason:
+            last = failures[max(failures)][:200]
+            self.halt_reason = (
+                f"embedding_failed: the last {self._embed_fail_run} children could not be embedded "
+                f"(embedding.max_consecutive_failures = {limit}); resume when the embedding endpoint is back. "
+                f"Last error: {last}"
+            )
+
+    async def _record(self, kind: str, cands: Sequence[Candidate]) -> None:
+        """Describes, filters, adds and logs finished candidates, in order.
+
+        A judged child whose embedding fails (after the embedder's retries) is
+        rejected as ``embed_failed``; it is logged and counted, never placed."""
+        assert self.archive is not None and self.projection is not None
+        ok = [c for c in cands if c.judgement is not None]
+        child_vecs, extra, failures = await self._embed_children(ok)
+        self._count_embed_failures(ok, failures)
+        placed = [v for v in child_vecs if v is not None]
+        coords = self.projection.transform(np.stack(placed)) if placed else None
+        vec_of = {c.sample.id: v for c, v in zip(ok, child_vecs, strict=True)}
         k = 0
         for cand in cands:
             why = self._selection.pop(cand.sample.id, "")
             self._parent_text.pop(cand.sample.id, None)
-            if cand.judgement is None:
+            vec = vec_of.get(cand.sample.id)
+            if cand.judgement is not None and vec is None:
+                cand = dataclasses.replace(cand, reject="embed_failed", detail=failures[cand.sample.id][:300])
+            if cand.judgement is None or vec is None:
                 ev = _event(kind, cand, None, "", -1, selection=why)
             else:
                 assert coords is not None
                 j = cand.judgement
-                vec = vecs[k]
                 # categorical domains: the cell is the judge's labels; else complexity x topic
                 measures = (
                     np.asarray(j.labels, dtype=float) + 0.5
@@ -673,6 +745,22 @@ class Campaign:
                 self.selector.update(cand.sample.operator, reward(ev["gain"], ev["tokens"]))
             self.sink.append(ev)
             self.counters.update(ev)
+
+    def _lose(self, job: Job, exc: BaseException | None) -> None:
+        """A job the runtime lost (its worker died on every try): the child is counted
+        as lost, not as a reject; many in a row stop the campaign, resumable (its
+        expected spend counts against the budgets, as for children lost to a crash)."""
+        self.counters.charge_lost(1)
+        self._selection.pop(job.child_id, None)
+        self._parent_text.pop(job.child_id, None)
+        self._lost_run += 1
+        self._last_lost = max(self._last_lost, job.child_id)
+        limit = max(8, 2 * self.cfg.runtime.in_flight)
+        if self._lost_run >= limit and not self.halt_reason:
+            self.halt_reason = (
+                f"runtime_lost: the last {self._lost_run} children were lost, their worker died on every try; "
+                f"resume when the workers are healthy. Last: {str(exc)[:200]}"
+            )
 
     def _step(self) -> None:
         st = self.stats()
@@ -731,13 +819,16 @@ class Campaign:
         """
         self._session_start = time.monotonic()
         try:
-            if self.archive is None:
-                await self._seed_phase()
-            elif not self._vecs and self.cfg.novelty.max_similarity < 1.0:
-                ids = list(self._elites.values())
-                vecs = await self._embed([s.prompt_text() for s in ids])
-                self._vecs = {s.id: v for s, v in zip(ids, vecs, strict=True)}
-                self._vec_matrix = None
+            try:
+                if self.archive is None:
+                    await self._seed_phase()
+                elif not self._vecs and self.cfg.novelty.max_similarity < 1.0:
+                    ids = list(self._elites.values())
+                    vecs = await self._embed([s.prompt_text() for s in ids])
+                    self._vecs = {s.id: v for s, v in zip(ids, vecs, strict=True)}
+                    self._vec_matrix = None
+            except (EmbeddingError, JobLost) as e:  # before any child: nothing to go on with
+                raise CampaignError(f"cannot start: {e}") from None
             await self._loop()
         finally:
             if self.archive is not None:
@@ -776,7 +867,14 @@ class Campaign:
                 if not pending:
                     break
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
-                done_buf.extend(_outcome(t, jobs.pop(t)) for t in done)
+                for t in done:
+                    job = jobs.pop(t)
+                    if isinstance(t.exception(), JobLost):
+                        self._lose(job, t.exception())
+                    else:
+                        if job.child_id > self._last_lost:  # submitted after the last loss
+                            self._lost_run = 0
+                        done_buf.append(_outcome(t, job))
                 if done_buf and (len(done_buf) >= batch or not pending or self.budget_left()):
                     # Keep log order = child-id order within a batch, for readable logs.
                     done_buf.sort(key=lambda c: c.sample.id)

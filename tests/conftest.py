@@ -29,3 +29,16 @@ def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
     yield make
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def ray_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private temp dir for a local Ray started by the test (``RAY_TMPDIR``), so its
+    session logs can be read; short, for Ray's unix socket paths. Removed afterwards."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="qdr", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -3,6 +3,7 @@ logs (stdout/stderr), event logs, snapshots, stats, exports or reports."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from qdsearch.cli import main
 from qdsearch.config import ConfigError, from_dict
 from qdsearch.store import dumps_toml
-from tests.fakes.openai_server import Reply
-from tests.fakes.world import world
+from tests.fakes.openai_server import Faults, Reply
+from tests.fakes.world import CLAUSES, world
 from tests.test_campaign import config_dict
 
 CANARY = "sk-canary-" + "5e3b" * 8
@@ -20,7 +21,7 @@ VAR = "QDS_SECRET_TEST_KEY"
 
 
 def _config(tmp_path: Path, base_url: str, **over: Any) -> Path:
-    d = config_dict(base_url, tmp_path, budget={"max_children": 16}, **over)
+    d = config_dict(base_url, tmp_path, **({"budget": {"max_children": 16}} | over))
     d["endpoint"]["api_key_env"] = VAR
     d["embedding"]["api_key_env"] = VAR
     d["run"]["name"] = "secret-run"
@@ -52,6 +53,51 @@ def test_canary_key_is_used_but_written_nowhere(
     assert (run / "report" / "index.html").is_file() and (run / "export" / "elites.jsonl").is_file()
     assert _leaks(tmp_path) == []
     assert VAR in (run / "config.toml").read_text()  # the variable's name is kept, never its value
+
+
+def _echoing_endpoint(fake_openai: Any) -> Any:
+    """The world model behind a proxy that quotes the Authorization header in every
+    error: 400, 429, 500, broken (non-HTTP) answers, and embeddings it refuses."""
+    fake = fake_openai(world, faults=Faults(p_400=0.05, p_429=0.05, p_500=0.05, p_broken=0.08), seed=7)
+    fake.echo_auth = True
+    fake.embed_poison = CLAUSES[1:4]  # clauses many children get, no seed has
+    return fake
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", ["inprocess", "ray"])
+def test_echoed_key_is_written_nowhere(
+    fake_openai: Any, tmp_path: Path, capfd: Any, monkeypatch: pytest.MonkeyPatch, ray_tmpdir: Path, runtime: str
+) -> None:
+    monkeypatch.setenv(VAR, CANARY)
+    fake = _echoing_endpoint(fake_openai)
+    cfg = _config(
+        tmp_path,
+        fake.base_url,
+        budget={"max_children": 30},
+        runtime={"kind": runtime, "workers": 2},
+        endpoint={"max_retries": 0},  # every fault is final, so its (echoing) detail is logged
+    )
+    run = tmp_path / "archives" / "secret-run"
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    for fmt in ("jsonl", "parquet", "alpaca", "sharegpt"):
+        assert main(["export", str(run), "--format", fmt]) == 0
+    assert main(["report", str(run)]) == 0
+    out = capfd.readouterr()
+    # The endpoint did echo the key, on every kind of failure.
+    for kind in ("400", "429", "500", "broken", "embed_400"):
+        assert fake.stats.get(kind, 0) > 0, (kind, fake.stats)
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    details = " ".join(str(e.get("detail", "")) for e in events)
+    rejects = {e.get("reject") for e in events}
+    assert {"llm_http_400", "llm_http_429", "llm_http_500", "llm_connection", "embed_failed"} <= rejects, rejects
+    assert "[redacted]" in details  # the echoes reached the event log, cleaned
+    assert CANARY not in out.out and CANARY not in out.err
+    assert _leaks(tmp_path) == []
+    if runtime == "ray":
+        sessions = list(ray_tmpdir.rglob("session_*"))
+        assert sessions and list(ray_tmpdir.rglob("raylet.out")), "Ray's session logs were not where the test looks"
+    assert _leaks(ray_tmpdir) == []
 
 
 def test_rejected_key_error_names_the_variable_not_the_key(

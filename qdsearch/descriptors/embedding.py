@@ -17,8 +17,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from qdsearch.config import EmbeddingConfig, EndpointConfig
+from qdsearch.llm.client import LLMClient, LLMError
 
-__all__ = ["Embedder", "EndpointEmbedder", "SentenceTransformerEmbedder", "default_model_path", "make_embedder"]
+__all__ = [
+    "Embedder",
+    "EmbeddingError",
+    "EndpointEmbedder",
+    "SentenceTransformerEmbedder",
+    "default_model_path",
+    "make_embedder",
+]
 
 
 class Embedder(Protocol):
@@ -27,8 +35,23 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns an (n, dim) float32 array with unit-norm rows."""
+        """Returns an (n, dim) float32 array with unit-norm rows.
+
+        Raises:
+            EmbeddingError: the texts could not be embedded (an endpoint failed
+                after its retries).
+        """
         ...
+
+
+class EmbeddingError(LLMError):
+    """Embedding failed for good: the endpoint's retries were exhausted, or it
+    refused the request (a non-retryable status). The message is scrubbed of keys.
+
+    Attributes:
+        record: the accounting record of the failed call (``record.outcome``:
+            ``"http_503"``, ``"connection"``, ``"timeout"``, ``"http_400"``...).
+    """
 
 
 def default_model_path() -> str:
@@ -99,16 +122,31 @@ class EndpointEmbedder:
     """
 
     def __init__(self, cfg: EmbeddingConfig) -> None:
-        from qdsearch.llm.client import LLMClient
-
         self.batch_size = cfg.batch_size
-        self._client = LLMClient(EndpointConfig(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env))
+        self._client = LLMClient(
+            EndpointConfig(
+                base_url=cfg.base_url,
+                model=cfg.model,
+                api_key_env=cfg.api_key_env,
+                timeout_s=cfg.timeout_s,
+                max_retries=cfg.max_retries,
+                backoff_s=cfg.backoff_s,
+                max_backoff_s=cfg.max_backoff_s,
+            )
+        )
         self._loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _close_loop, self._loop, self._client, self._lock)
         self.dim = int(self.embed(["dimension probe"]).shape[1])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeds ``texts`` in requests of ``batch_size``, each with the endpoint's
+        timeout, retries and backoff (``[embedding]`` keys).
+
+        Raises:
+            EmbeddingError: a request failed for good.
+        """
+
         async def run() -> np.ndarray:
             parts = [
                 await self._client.embed(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
@@ -118,7 +156,10 @@ class EndpointEmbedder:
         with self._lock:
             if self._loop.is_closed():
                 raise RuntimeError("the embedder is closed")
-            return self._loop.run_until_complete(run())
+            try:
+                return self._loop.run_until_complete(run())
+            except LLMError as e:
+                raise EmbeddingError(f"embedding: {e}", e.record) from None
 
     def close(self) -> None:
         """Closes the HTTP client and the private loop (idempotent)."""

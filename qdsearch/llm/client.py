@@ -14,21 +14,54 @@ import contextlib
 import email.utils
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import numpy as np
 import openai
 
 from qdsearch.config import EndpointConfig
 
-__all__ = ["CallRecord", "Completion", "LLMClient", "LLMError", "Usage"]
+__all__ = ["CallRecord", "Completion", "LLMClient", "LLMError", "Usage", "scrub"]
 
 Message = dict[str, str]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+REDACTED = "[redacted]"
+# Things that look like credentials, whoever's they are: a bearer (or base64 basic)
+# Authorization value, OpenAI-style secret keys (sk-..., sk-proj-...), and the value
+# after a key-like name (api_key=..., "x-api-key": "...", Authorization: ...).
+_CREDENTIAL_PATTERNS = (
+    re.compile(
+        r"(?i)\b(bearer)(?:\s+|%20|\+)(?!\[redacted\])[^\s'\"`,;&}\])>]+|\b(basic)(?:\s+|%20|\+)[A-Za-z0-9+/]{12,}=*"
+    ),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(
+        r"(?i)\b((?:x-)?api[-_ ]?key|authorization|access[-_]?token|secret|password)"
+        r"((?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?)"
+        r"(?!\[redacted\]|bearer\b|basic\b)[^\s'\"\\`,;&}\])>]+"
+    ),
+)
+_MIN_SECRET_LEN = 4  # a shorter "key" would blank ordinary words, and guards nothing
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with every credential removed: each of ``secrets`` (the key values in
+    use) and anything that looks like a bearer token or an API key, so that an
+    endpoint or proxy that echoes the request's ``Authorization`` header in an error
+    body cannot put the key into an exception, a log or an event.
+    """
+    text = _CREDENTIAL_PATTERNS[0].sub(lambda m: f"{m.group(1) or m.group(2)} {REDACTED}", text)
+    text = _CREDENTIAL_PATTERNS[1].sub(REDACTED, text)
+    text = _CREDENTIAL_PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    for s in sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True):
+        text = text.replace(s, REDACTED)
+    return text
 
 
 @dataclass(frozen=True)
@@ -260,13 +293,15 @@ class LLMClient:
                     raise _Retry("connection", f"connection failed: {e.__cause__ or e}") from None
                 raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
             except openai.APIConnectionError as e:
-                raise _Retry("connection", f"connection failed: {e}") from None
+                raise _Retry("connection", f"connection failed: {e.__cause__ or e}") from None
             except openai.APIStatusError as e:
                 if e.status_code in _RETRYABLE_STATUS or e.status_code >= 500:
                     raise _Retry(f"http_{e.status_code}", str(e), retry_after_s(e.response.headers)) from None
                 raise
             except openai.APIResponseValidationError as e:
                 raise _Retry("bad_response", f"malformed response body: {e}") from None
+            except aiohttp.ClientError as e:  # not wrapped by openai: e.g. a garbled status line
+                raise _Retry("connection", f"connection failed: {type(e).__name__}: {e}") from None
             except (ValueError, KeyError, TypeError) as e:  # undecodable body
                 raise _Retry("bad_response", f"malformed response body: {type(e).__name__}: {e}") from None
 
@@ -302,6 +337,9 @@ class LLMClient:
                         f"(read from ${self.cfg.api_key_env}): {e.status_code}"
                     )
                 break
+            except Exception as e:  # anything else the client or transport raises: not retried
+                outcome, detail = "error", f"{type(e).__name__}: {e}"
+                break
         record = CallRecord(
             tag=tag,
             model=model,
@@ -312,7 +350,16 @@ class LLMClient:
             outcome=outcome,
         )
         self._finish(record)
-        raise LLMError(f"{tag or 'call'} to {self.cfg.base_url} failed after {attempts} attempt(s): {detail}", record)
+        message = f"{tag or 'call'} to {self.cfg.base_url} failed after {attempts} attempt(s): {detail}"
+        raise LLMError(self.scrub(message), record)
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this client's API key or anything that looks like a
+        credential (see :func:`scrub`). Every error message of the client passes here:
+        an endpoint or a proxy may echo the request's ``Authorization`` header in an
+        error body, whatever the status, and in the body of a broken response."""
+        key = os.environ.get(self.cfg.api_key_env, "")
+        return " ".join(scrub(text, (key,)).split())  # one line, too
 
     async def chat(
         self,

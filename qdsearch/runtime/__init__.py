@@ -15,12 +15,22 @@ from qdsearch.pipeline import Job
 from qdsearch.runtime.inprocess import InProcessRuntime
 from qdsearch.types import Candidate
 
-__all__ = ["InProcessRuntime", "Runtime", "make_runtime"]
+__all__ = ["InProcessRuntime", "JobLost", "Runtime", "make_runtime"]
+
+
+class JobLost(RuntimeError):
+    """A job the runtime could not run to its end (its worker process died on every
+    try). The child is counted as lost, never as a reject: its calls may have been
+    made but their outcome is unknown."""
 
 
 class Runtime(Protocol):
     async def submit(self, job: Job) -> Candidate:
-        """Runs one job to its candidate (never raises for model misbehaviour)."""
+        """Runs one job to its candidate (never raises for model misbehaviour).
+
+        Raises:
+            JobLost: the job's worker died and re-submitting did not help.
+        """
         ...
 
     async def close(self) -> None: ...

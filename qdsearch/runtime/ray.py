@@ -5,6 +5,14 @@ on their own event loop; each actor holds one HTTP client whose concurrency limi
 is ``endpoint.concurrency / workers`` (at least 1). Jobs go to the actor with the
 fewest in flight. A local Ray is started bound to 127.0.0.1 unless an address of
 an existing cluster is given.
+
+Faults: an actor whose process dies is replaced by a new one, and the jobs that
+were running on it are submitted again (to the least-loaded live actor), up to
+:data:`RESUBMITS` times; a job that still cannot finish raises
+:class:`~qdsearch.runtime.JobLost` (the campaign counts the child as lost, never as
+a reject). A local Ray started here does not outlive its driver: a small watchdog
+process (:mod:`qdsearch.runtime.watchdog`) stops it when the driver exits, also
+after ``kill -9``.
 """
 
 from __future__ import annotations
@@ -13,15 +21,21 @@ import contextlib
 import dataclasses
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job, Worker
+from qdsearch.runtime import JobLost
 from qdsearch.types import Candidate
 
-__all__ = ["RayRuntime"]
+__all__ = ["RESUBMITS", "RayRuntime"]
+
+RESUBMITS = 2  # more tries of a job whose actor died, each on a live actor
 
 
 class _Actor:
@@ -30,6 +44,9 @@ class _Actor:
 
     async def run(self, job: Job) -> Candidate:
         return await self._worker.run(job)
+
+    def pid(self) -> int:
+        return os.getpid()
 
     async def close(self) -> None:
         await self._worker.aclose()
@@ -44,6 +61,9 @@ class RayRuntime:
             local Ray).
         operators: operator registry override.
         address: an existing Ray cluster's address; empty starts a local one.
+
+    Attributes:
+        replaced: how many dead actors were replaced.
     """
 
     def __init__(
@@ -58,35 +78,133 @@ class RayRuntime:
 
         self._ray = ray
         self._started = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
             if address:
                 ray.init(address=address, **kwargs)
             else:
+                before = _children(os.getpid())
                 ray.init(_node_ip_address="127.0.0.1", num_cpus=max(1, os.cpu_count() or 1), **kwargs)
                 self._started = True
+                self._watchdog = _start_watchdog(ray, sorted(_children(os.getpid()) - before))
         n = cfg.runtime.workers
         per_actor = dataclasses.replace(endpoint, concurrency=max(1, math.ceil(endpoint.concurrency / n)))
-        actor_cls = ray.remote(  # type: ignore[call-overload]
+        self._actor_cls = ray.remote(  # type: ignore[call-overload]
             num_cpus=0, max_concurrency=max(64, cfg.runtime.in_flight * 2)
         )(_Actor)
-        self._actors = [actor_cls.remote(cfg, per_actor, operators) for _ in range(n)]
+        self._actor_args = (cfg, per_actor, operators)
+        self._actors = [self._actor_cls.remote(*self._actor_args) for _ in range(n)]
         self._load = [0] * n
+        self.replaced = 0
+
+    def _replace(self, i: int, dead: Any) -> None:
+        """Puts a new actor in slot ``i`` unless another job already replaced ``dead``."""
+        if self._actors[i] is not dead:
+            return
+        with contextlib.suppress(Exception):
+            self._ray.kill(dead, no_restart=True)
+        self._actors[i] = self._actor_cls.remote(*self._actor_args)
+        self.replaced += 1
 
     async def submit(self, job: Job) -> Candidate:
-        i = min(range(len(self._actors)), key=self._load.__getitem__)
-        self._load[i] += 1
-        try:
-            result: Candidate = await self._actors[i].run.remote(job)
-            return result
-        finally:
-            self._load[i] -= 1
+        """Runs ``job`` on the least-loaded actor; again elsewhere if that actor dies.
+
+        Raises:
+            JobLost: the job's actor died on each of its ``1 + RESUBMITS`` tries.
+            Exception: what the job itself raised (a worker bug), as before.
+        """
+        died: BaseException | None = None
+        for _ in range(1 + RESUBMITS):
+            i = min(range(len(self._actors)), key=self._load.__getitem__)
+            actor = self._actors[i]
+            self._load[i] += 1
+            try:
+                result: Candidate = await actor.run.remote(job)
+                return result
+            except self._ray.exceptions.RayActorError as e:  # the actor's process died
+                died = e
+                self._replace(i, actor)
+            finally:
+                self._load[i] -= 1
+        first = str(died).strip().splitlines()[0] if died is not None and str(died).strip() else ""
+        raise JobLost(
+            f"{job.child_id}: its worker actor died on all {1 + RESUBMITS} tries ({type(died).__name__}: {first})"
+        )
+
+    def actor_pids(self) -> list[int]:
+        """The process ids of the current actors (for fault tests and diagnostics)."""
+        return [int(p) for p in self._ray.get([a.pid.remote() for a in self._actors], timeout=120)]
 
     async def close(self) -> None:
         for a in self._actors:
             with contextlib.suppress(Exception):
                 await a.close.remote()
-            self._ray.kill(a)
+            with contextlib.suppress(Exception):
+                self._ray.kill(a)
         self._actors = []
         if self._started:
             self._ray.shutdown()
+            self._started = False
+        _stop_watchdog(self._watchdog)
+        self._watchdog = None
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid`` (empty where /proc is not available)."""
+    out: set[int] = set()
+    with contextlib.suppress(OSError):
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{d}/stat").read_text()
+                if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                    out.add(int(d))
+    return out
+
+
+def _start_watchdog(ray: Any, roots: list[int]) -> subprocess.Popen[bytes] | None:
+    """Starts the watchdog of the local Ray just started (Linux; elsewhere none).
+
+    It reads a pipe from this process; when the pipe closes (this process exits,
+    however it exits) it stops the Ray processes of this session.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        session_dir = str(ray._private.worker._global_node.get_session_dir_path())
+    except Exception:  # a Ray without this private accessor: the roots are still known
+        session_dir = ""
+    script = Path(__file__).with_name("watchdog.py")
+    args = [
+        sys.executable,
+        "-I",
+        str(script),
+        "--session-dir",
+        session_dir,
+        "--ray-dir",
+        str(Path(ray.__file__).parent),
+    ]
+    args += ["--driver", str(os.getpid()), *[f"--root={p}" for p in roots]]
+    try:
+        return subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+    except OSError:
+        return None
+
+
+def _stop_watchdog(proc: subprocess.Popen[bytes] | None) -> None:
+    """Closes the watchdog's pipe after a clean shutdown: it stops any Ray process
+    of the session that is left, then exits."""
+    if proc is None:
+        return
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)

@@ -59,13 +59,17 @@ class Faults:
 
     A 429 carries ``Retry-After: retry_after`` when that is set; a hang waits
     ``hang_s`` (or until the server stops) before answering 504; a malformed reply
-    is a 200 with a truncated JSON body.
+    is a 200 with a truncated JSON body; a 400 is a bad-request error; a broken
+    reply is not HTTP at all (bytes that echo the request's ``Authorization``
+    header, then the connection is closed): the client sees a connection error.
     """
 
     p_429: float = 0.0
     p_500: float = 0.0
     p_hang: float = 0.0
     p_malformed: float = 0.0
+    p_400: float = 0.0
+    p_broken: float = 0.0
     retry_after: str | None = None
     hang_s: float = 30.0
 
@@ -103,6 +107,14 @@ class FakeOpenAI:
         max_in_flight: the most chat requests handled at the same time.
         reverse_embeddings: answer embedding items in reverse order (each keeps
             its ``index``), to check that clients sort by index.
+        echo_auth: error bodies (chat and embeddings, scripted or injected) quote
+            the request's ``Authorization`` header, as some proxies and gateways do.
+        embed_status: the status of every embeddings answer (e.g. 503: the
+            embedding endpoint is down); 200 answers vectors.
+        embed_fail_next: answer the next this many embeddings requests with 500.
+        embed_poison: an embeddings request with an input containing one of these
+            texts is answered 400 (a text the endpoint cannot embed).
+        n_embed: the number of embeddings requests received.
         record: keep every request body and auth header (``requests``,
             ``auth_headers``); ``False`` for long soak runs, whose memory must stay flat.
         n_chat: the number of chat requests received (also with ``record=False``).
@@ -121,6 +133,11 @@ class FakeOpenAI:
         self.latency_s = latency_s
         self.faults = faults or Faults()
         self.reverse_embeddings = False
+        self.echo_auth = False
+        self.embed_status = 200
+        self.embed_fail_next = 0
+        self.embed_poison: tuple[str, ...] = ()
+        self.n_embed = 0
         self.record = record
         self.n_chat = 0
         self._rng = random.Random(seed)
@@ -146,6 +163,13 @@ class FakeOpenAI:
         before any fault is drawn)."""
         with self._lock:
             self._script.extend(replies)
+
+    def _error(
+        self, request: web.Request, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        if self.echo_auth:
+            message += f" (request headers: Authorization: {request.headers.get('Authorization', '')})"
+        return _error(status, message, headers)
 
     def _count(self, kind: str) -> None:
         with self._lock:
@@ -178,10 +202,18 @@ class FakeOpenAI:
             if scripted is None:
                 f = self.faults
                 acc = 0.0
-                for kind, p in (("429", f.p_429), ("500", f.p_500), ("hang", f.p_hang), ("malformed", f.p_malformed)):
+                kinds = (
+                    ("429", f.p_429),
+                    ("500", f.p_500),
+                    ("hang", f.p_hang),
+                    ("malformed", f.p_malformed),
+                    ("400", f.p_400),
+                    ("broken", f.p_broken),
+                )
+                for kind, p in kinds:
                     acc += p
                     if roll < acc:
-                        return await self._fault(kind)
+                        return await self._fault(kind, request)
             reply = scripted if scripted is not None else self.responder(body)
             if isinstance(reply, str):
                 reply = Reply(content=reply)
@@ -195,7 +227,7 @@ class FakeOpenAI:
                 )
             if reply.status != 200:
                 self._count(str(reply.status))
-                return _error(reply.status, f"scripted {reply.status}", reply.headers)
+                return self._error(request, reply.status, f"scripted {reply.status}", reply.headers)
             self._count("ok")
             return web.json_response(self._completion(body, reply), headers=reply.headers)
         finally:
@@ -221,18 +253,33 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": p_in, "completion_tokens": p_out, "total_tokens": p_in + p_out},
         }
 
-    async def _fault(self, kind: str) -> web.StreamResponse:
+    async def _fault(self, kind: str, request: web.Request) -> web.StreamResponse:
         self._count(kind)
         if kind == "429":
             headers = {"Retry-After": self.faults.retry_after} if self.faults.retry_after is not None else None
-            return _error(429, "rate limited", headers)
+            return self._error(request, 429, "rate limited", headers)
         if kind == "500":
-            return _error(500, "internal error")
+            return self._error(request, 500, "internal error")
+        if kind == "400":
+            return self._error(request, 400, "bad request")
         if kind == "malformed":
             return web.Response(status=200, text=MALFORMED_BODY, content_type="application/json")
+        if kind == "broken":
+            return self._broken(request)
         # hang: no answer until the client gives up, hang_s passes, or the server stops
         await self._sleep(self.faults.hang_s)
-        return _error(504, "hung")
+        return self._error(request, 504, "hung")
+
+    @staticmethod
+    def _broken(request: web.Request) -> web.StreamResponse:
+        """Not an HTTP answer: a garbled status line quoting the Authorization header,
+        then the connection is closed."""
+        transport = request.transport
+        if transport is not None:
+            auth = request.headers.get("Authorization", "").encode("latin-1", "replace")
+            transport.write(b"HTTP/1.1 2OO " + auth + b"\r\nX-Auth: " + auth + b"\r\n\r\n")
+            transport.close()
+        return web.Response(status=500)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -243,6 +290,19 @@ class FakeOpenAI:
         if raw is None:
             return _error(400, "missing input")
         inputs = raw if isinstance(raw, list) else [raw]
+        with self._lock:
+            self.n_embed += 1
+            fail = self.embed_fail_next > 0
+            self.embed_fail_next -= fail
+        if self.embed_status != 200:
+            self._count(f"embed_{self.embed_status}")
+            return self._error(request, self.embed_status, "embeddings unavailable")
+        if fail:
+            self._count("embed_500")
+            return self._error(request, 500, "embeddings failed")
+        if any(p in str(t) for p in self.embed_poison for t in inputs):
+            self._count("embed_400")
+            return self._error(request, 400, "cannot embed this input")
         data = [
             {"object": "embedding", "index": i, "embedding": fake_embedding(str(text))} for i, text in enumerate(inputs)
         ]

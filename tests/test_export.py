@@ -30,7 +30,7 @@ def config(tmp_path: Path, **over: Any) -> CampaignConfig:
         "endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "fake-model", "api_key_env": CANARY_ENV},
         "embedding": {"api_key_env": CANARY_ENV},
         "seeds": {"path": str(tmp_path / "my_seeds.jsonl")},
-        "archive": {"kind": "grid", "topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 6, "topic_range": 2.5},
+        "archive": {"kind": "grid", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 6, "topic_range": 2.5},
         "operators": {"names": ["deepen", "in_breadth"]},
         "export": {"license": "cc-by-4.0", "language": ["en"], "tags": ["tides"]},
     }

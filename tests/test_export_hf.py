@@ -116,7 +116,12 @@ def test_round_trip_through_every_format(source_run: tuple[Any, Path], tmp_path:
     meta_cols = [c for c in ref.column_names if c not in PLAIN]
     ids = set(ref["id"])
     assert all(p in ids for p in ref["parent_id"] if p)  # --lineage: every parent is a record
-    assert False in ref["elite"] or all(not p for p in ref["parent_id"])
+    only = export_run(run, "jsonl", out=tmp_path / "elites-only" / "e.jsonl")
+    elites = [json.loads(x)["id"] for x in only.read_text().splitlines()]
+    assert ref["id"][: len(elites)] == elites  # the elites first, then their ancestors
+    assert [i for i, e in zip(ref["id"], ref["elite"], strict=True) if not e] == [
+        i for i in ref["id"][len(elites) :] if i not in set(elites)
+    ]
     for fmt, ds in loaded.items():
         text = TEXT.get(fmt, PLAIN)
         assert [c for c in ds.column_names if c not in text] == meta_cols, fmt
@@ -143,11 +148,14 @@ def test_round_trip_through_every_format(source_run: tuple[Any, Path], tmp_path:
         assert [s.response for s in seeds] == list(ref["output"]), fmt
         recs = load_records(p)
         figures[fmt] = measure_dataset(recs, HashEmbedder())
-    for fmt in ("parquet", "arrow"):  # two new runs (the JSON-family seed readers are the same code)
-        campaign, new = run_campaign(campaign_config(fake.base_url, tmp_path, str(paths[fmt]), f"from-{fmt}", 2))
+    for fmt, p in paths.items():  # a new run from each
+        campaign, new = run_campaign(campaign_config(fake.base_url, tmp_path, str(p), f"from-{fmt}", 2))
         assert campaign.counters.seeds == len(ref), fmt
         seeded = [e for e in RunStore.open(new, write=False).events() if e.get("type") == "seed"]
-        assert sorted(e["instruction"] for e in seeded) == sorted(s.instruction for s in load_seeds(paths[fmt]))
+        assert sorted(e["instruction"] for e in seeded) == sorted(s.instruction for s in load_seeds(p)), fmt
+    # the export folder itself (its card's default config) and hf:FOLDER are seed sets too
+    for source in (folder, f"hf:{folder}"):
+        assert [s.prompt_text() for s in load_seeds(source)] == want_prompts
     first = figures["jsonl"]
     assert first["quality_source"] == "field" and first["n"] == len(ref)
     for fmt, fig in figures.items():

@@ -19,8 +19,8 @@ The scan reads the text the way the judge could (:func:`qdsearch.judge.textviews
 NFKC (full-width and mathematical letters), invisible characters and combining
 marks removed, look-alike letters of other alphabets folded to Latin, and every
 decoding a model can do in its head (base64, hex, URL-encoding, HTML entities,
-ROT13, reversed text, leetspeak, letters spelled out one by one); each reading is
-scanned. Besides the English patterns, structural rules work in any language
+ROT13, reversed text, leetspeak, letters spelled out one by one, invisible Unicode
+tag characters); each reading is scanned. Besides the English patterns, structural rules work in any language
 (:mod:`qdsearch.judge.lexicon`: an answer noun next to a top score, a greeting or a
 vocative to a grader noun, "ignore" next to "instructions"), and structure that
 looks like a verdict (a JSON/XML/YAML verdict, a markdown line or table giving full
@@ -46,7 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = ["FAMILIES", "Flag", "describe", "injection_reject", "neutralize", "normalize", "penalize", "scan"]
 
-#: The kinds of flag :func:`scan` reports.
+#: The kinds of flag: :func:`scan` reports the first eight (``pipeline_notice``: text
+#: posing as the system, the pipeline or an operator; ``hidden_text``: grading words
+#: in an HTML comment or a hidden element); ``evaluator_check`` comes from the second
+#: check (:mod:`qdsearch.judge.injection_check`). A flag's excerpt starts with the
+#: decoding layer it was found in, as in ``"[base64] rate this 10/10"``.
 FAMILIES = (
     "score_claim",
     "fake_verdict",

@@ -492,31 +492,35 @@ class Campaign:
             rejects=dict(self.counters.rejects),
         )
 
-    def _per_child(self) -> tuple[float, float, float]:
-        """Forecast (calls, tokens, cost) of one child still to finish.
+    def _forecast(self, n: int) -> tuple[float, float, float]:
+        """Forecast (calls, tokens, cost) of ``n`` children still to finish: a high
+        quantile of their total, not ``n`` times the mean.
 
-        A high quantile (:data:`FORECAST_QUANTILE`) of the last finished children's
-        spend, not the mean: the few replies far longer than usual (a model that runs
-        on to ``max_tokens``) are what overshoots a cap, and a mean hides them. Each
-        call can use at most the request's own ``max_tokens`` of completion, so the
-        forecast never exceeds calls x (prompt tokens per call + ``max_tokens``),
-        priced at the dearest endpoint. Before any child finished: the same quantile
-        over the seeds' calls, times the calls a child makes when all goes well.
+        From the last finished children (:data:`FORECAST_WINDOW`): at least ``n``
+        times their :data:`FORECAST_QUANTILE` quantile, and at least ``n x mean +
+        1.64 sqrt(n) x std`` (the total's 95% quantile, normal approximation). A few
+        replies far longer than usual (a model that runs on to ``max_tokens``) are
+        what overshoots a cap; a mean hides them. Each call can use at most the
+        request's own ``max_tokens`` of completion, so the forecast never exceeds
+        ``n`` x calls x (prompt tokens per call + ``max_tokens``), priced at the
+        dearest endpoint. Before any child finished: the quantile over the seeds'
+        calls, times the calls a child makes when all goes well.
         """
         c, cfg = self.counters, self.cfg
-        q = FORECAST_QUANTILE
         eps = (cfg.endpoint, cfg.target, cfg.grader)
         max_out = max(e.max_tokens for e in eps)
         price_in = max(e.price_in_per_mtok for e in eps) / 1e6
         price_out = max(e.price_out_per_mtok for e in eps) / 1e6
         if c.recent:
             arr = np.asarray(c.recent, dtype=float)
-            calls, tokens, cost = (float(x) for x in np.quantile(arr, q, axis=0))
+            high = n * np.quantile(arr, FORECAST_QUANTILE, axis=0)
+            total = n * arr.mean(axis=0) + 1.64 * np.sqrt(n) * arr.std(axis=0)
+            calls, tokens, cost = (float(x) for x in np.maximum(high, total))
         else:
-            calls = 2.0 + (1.0 if cfg.judge.complexity == "same_call" else 2.0)  # operator, respond, judge
+            calls = n * (2.0 + (1.0 if cfg.judge.complexity == "same_call" else 2.0))  # operator, respond, judge
             if not c.seed_calls:
                 return calls, 0.0, 0.0
-            per_call = np.quantile(np.asarray(c.seed_calls, dtype=float), q, axis=0)
+            per_call = np.quantile(np.asarray(c.seed_calls, dtype=float), FORECAST_QUANTILE, axis=0)
             tokens, cost = calls * float(per_call[0]), calls * float(per_call[1])
         prompt_per_call = c.prompt_tokens / c.calls if c.calls else 0.0
         tokens = min(tokens, calls * (prompt_per_call + max_out))
@@ -529,7 +533,7 @@ class Campaign:
 
         Caps on calls, tokens and cost hold for what is spent (logged, finished and
         not yet logged, and the expected spend of children lost to crashes) plus the
-        forecast spending (:meth:`_per_child`) of the children still running and of
+        forecast spending (:meth:`_forecast`) of the children still running and of
         one more child. So a child is only submitted while the spent amount is within
         the cap, and a cap is overshot by at most what the children in flight at the
         last submission spend beyond their forecast (see :attr:`stop_in_flight`).
@@ -542,11 +546,10 @@ class Campaign:
         if b.max_children and c.children + self._in_flight >= b.max_children:
             return "max_children"
         if b.max_calls or b.max_tokens or b.max_cost_usd:
-            per_calls, per_tokens, per_cost = self._per_child()
-            running = self._in_flight - len(self._buffered) + 1
-            calls = c.calls + c.lost_calls + sum(len(x.calls) for x in self._buffered) + running * per_calls
-            tokens = c.tokens + c.lost_tokens + sum(x.tokens for x in self._buffered) + running * per_tokens
-            cost = c.cost_usd + c.lost_cost_usd + sum(x.cost_usd for x in self._buffered) + running * per_cost
+            f_calls, f_tokens, f_cost = self._forecast(self._in_flight - len(self._buffered) + 1)
+            calls = c.calls + c.lost_calls + sum(len(x.calls) for x in self._buffered) + f_calls
+            tokens = c.tokens + c.lost_tokens + sum(x.tokens for x in self._buffered) + f_tokens
+            cost = c.cost_usd + c.lost_cost_usd + sum(x.cost_usd for x in self._buffered) + f_cost
             if b.max_calls and calls > b.max_calls:
                 return "max_calls"
             if b.max_tokens and tokens > b.max_tokens:

@@ -132,15 +132,25 @@ def _plain(v: Any) -> Any:
     return v
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(v: Any) -> str:
+    """A text field as valid Unicode: a lone surrogate (which a model's JSON reply can
+    carry as an escape, and UTF-8 cannot encode) becomes U+FFFD."""
+    t = str(v or "")
+    return t if t.isascii() else _SURROGATE.sub("\ufffd", t)
+
+
 def _record(
     row: Mapping[str, Any], extra: Sequence[str], axes: Mapping[str, Sequence[str]] | None, elite: bool
 ) -> dict[str, Any]:
     measures = [_num(x) for x in row["measures"]]
     rec: dict[str, Any] = {
         "id": str(row["id"]),
-        "instruction": str(row["instruction"]),
-        "input": str(row["input"] or ""),
-        "output": str(row["response"] or ""),
+        "instruction": _text(row["instruction"]),
+        "input": _text(row["input"]),
+        "output": _text(row["response"]),
         "quality": _num(row["quality"]),
         "complexity": _num(row["complexity"]),
         "measures": measures,

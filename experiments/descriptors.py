@@ -116,8 +116,11 @@ def design_cvt_pca8(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: i
     return (lambda x: km.predict(proj.transform(x))), k
 
 
-def _regions(fit: np.ndarray, k: int, rng_seed: int) -> tuple[Assign, int]:
-    r = TopicRegions.fit(fit, k, np.random.default_rng(rng_seed))
+REF_TOPICS: list[str] = []  # topic name per reference text, set in main()
+
+
+def _regions(fit: np.ndarray, k: int, rng_seed: int, topics: list[str] | None = None) -> tuple[Assign, int]:
+    r = TopicRegions.fit(fit, k, np.random.default_rng(rng_seed), topics=topics or ())
     return r.assign, k
 
 
@@ -126,9 +129,14 @@ def design_regions_seeds(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_se
     return _regions(seeds, min(k, len(seeds)), rng_seed)
 
 
-def design_regions(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: int = 0) -> tuple[Assign, int]:
-    """Regions on seeds + shipped reference (the new default, k = 16)."""
+def design_regions_texts(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: int = 0) -> tuple[Assign, int]:
+    """Regions on seeds + every reference text as its own point."""
     return _regions(np.vstack([seeds, ref]), k, rng_seed)
+
+
+def design_regions(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: int = 0) -> tuple[Assign, int]:
+    """Regions on seeds + one point per reference topic (the default, k = 16)."""
+    return _regions(np.vstack([seeds, ref]), k, rng_seed, [""] * len(seeds) + REF_TOPICS)
 
 
 def design_regions_12(seeds: np.ndarray, ref: np.ndarray, rng_seed: int = 0) -> tuple[Assign, int]:
@@ -150,10 +158,11 @@ DESIGNS: dict[str, Callable[..., tuple[Assign, int]]] = {
     "pca2 grid 4x4, seeds+ref": design_pca_grid_ref,
     "cvt on pca8, seeds+ref, k=16": design_cvt_pca8,
     "regions, seeds only, k=16": design_regions_seeds,
-    "regions, uncentred, seeds+ref, k=16": design_uncentred,
-    "regions, seeds+ref, k=12": design_regions_12,
-    "regions, seeds+ref, k=16 (default)": design_regions,
-    "regions, seeds+ref, k=24": design_regions_24,
+    "regions, uncentred, seeds+ref texts, k=16": design_uncentred,
+    "regions, seeds+ref texts, k=16": design_regions_texts,
+    "regions, seeds+ref topics, k=12": design_regions_12,
+    "regions, seeds+ref topics, k=16 (default)": design_regions,
+    "regions, seeds+ref topics, k=24": design_regions_24,
 }
 
 # ------------------------------------------------------------------ complexity
@@ -265,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = SentenceTransformerEmbedder()
     seeds, _ = _load(Path(args.seeds))
     ref_rows = builtin_reference()
+    REF_TOPICS[:] = [t for t, _ in ref_rows]
     t0 = time.perf_counter()
     e_seeds = emb.embed([s.prompt_text() for s in seeds])
     e_ref = emb.embed([t for _, t in ref_rows])

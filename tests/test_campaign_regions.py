@@ -193,3 +193,41 @@ def test_report_names_the_regions(fake_openai: Any, tmp_path: Path) -> None:
     assert "named topic regions" in page and "Topic regions" in page
     for label in space.labels:
         assert html.escape(label, quote=True) in page
+
+
+def test_refit_makes_a_new_run_from_the_samples_and_resumes(fake_openai: Any, tmp_path: Path) -> None:
+    from qdsearch.refit import RefitError, refit_run
+
+    fake = fake_openai(fake_world.world)
+    cfg = cfg_for(fake.base_url, tmp_path, budget={"max_children": 16})
+    _, store = run(cfg)
+    old_path = store.path
+    old_events = list(store.events())
+    old_space = store.load_projection()
+    store.close()
+    accepted = [e for e in old_events if e.get("type") in ("seed", "child") and e["status"] == "accepted"]
+    new_path = refit_run(old_path, "r2")
+    assert new_path == old_path.parent / "r2"
+    assert list(old_events) == list(RunStore.open(old_path, write=False).events())  # the old run is unchanged
+    new = RunStore.open(new_path)
+    events = list(new.events())
+    frozen = new.load_projection()
+    assert frozen is not None and old_space is not None
+    assert not np.allclose(frozen[0].centroids, old_space[0].centroids)  # type: ignore[union-attr]
+    seeds = [e for e in events if e["type"] == "seed"]
+    assert len(seeds) == len(accepted) and all(e["calls"] == [] for e in seeds)
+    assert [e["origin"] for e in seeds] == [f"r/{e['id']}" for e in accepted]
+    assert all(e["id"].startswith("s") for e in seeds) and len({e["id"] for e in seeds}) == len(seeds)
+    ids = {e["id"] for e in seeds}
+    assert all(e["parent_id"] in ids or e["parent_id"] == "" for e in seeds)
+    assert [e["quality"] for e in seeds] == [e["quality"] for e in accepted]
+    # resume it: the search goes on in the new space with fresh child ids
+    more = cfg_for(fake.base_url, tmp_path, name="r2", budget={"max_children": 8})
+    new.cfg = more
+    _, new = run(more, new, events=events, frozen=frozen)
+    after = list(new.events())
+    new.close()
+    children = [e for e in after if e.get("type") == "child"]
+    assert len(children) == 8 and len({e["id"] for e in after if "id" in e}) == len([e for e in after if "id" in e])
+    with pytest.raises(RefitError, match="exists already"):
+        refit_run(old_path, "r2")

@@ -5,7 +5,9 @@ starts, several restarts, the run's seed) on the seed embeddings plus a referenc
 corpus (by default the one shipped in ``qdsearch/data/topic_reference.jsonl``, 64
 subject areas; plus ``archive.reference_path``), after removing the fitting set's
 mean direction, which every instruction shares and which otherwise dominates the
-cosine. A text belongs to the region whose centroid is nearest in that centred,
+cosine. Each named reference topic enters the fit as one point (the mean direction
+of its texts) and each seed or other text as one point, so every subject area
+weighs the same. A text belongs to the region whose centroid is nearest in that centred,
 re-normalised space. The measure is the region index + 0.5, so a pyribs grid axis
 with ``k`` bins over ``[0, k)`` holds one region per bin.
 
@@ -231,26 +233,44 @@ class TopicRegions:
                 wrong length.
         """
         x = np.asarray(embeddings, dtype=np.float64)
-        if x.ndim != 2 or x.shape[0] < max(2, k):
-            raise ValueError(
-                f"archive.topic_regions = {k} needs at least {max(2, k)} seed/reference texts, got {x.shape[0]}"
-            )
         for name, seq in (("texts", texts), ("topics", topics)):
-            if seq and len(seq) != x.shape[0]:
-                raise ValueError(f"TopicRegions.fit: {len(seq)} {name} for {x.shape[0]} embeddings")
+            if seq and len(seq) != len(x):
+                raise ValueError(f"TopicRegions.fit: {len(seq)} {name} for {len(x)} embeddings")
+        if x.ndim != 2 or x.shape[0] < 2:
+            raise ValueError(
+                f"archive.topic_regions = {k} needs at least {max(2, k)} seed/reference texts, got {len(x)}"
+            )
         center = x.mean(axis=0)
         z = _normalize(x - center)
-        cents = spherical_kmeans(z, k, rng)
-        sims = z @ cents.T
-        assign = np.argmax(sims, axis=1)
-        # Order regions by their label so indices do not depend on the start order.
+        # One point per reference topic (the mean direction of its texts), one per
+        # other text: every topic weighs the same whatever its number of examples.
+        names = list(dict.fromkeys(t for t in topics if t)) if topics else []
+        single = [i for i in range(len(z)) if not topics or not topics[i]]
+        protos = [
+            _normalize(z[[i for i, t in enumerate(topics) if t == n]].mean(axis=0, keepdims=True))[0] for n in names
+        ]
+        points = np.vstack([np.asarray(protos).reshape(-1, z.shape[1]), z[single]])
+        if len(points) < max(2, k):
+            raise ValueError(
+                f"archive.topic_regions = {k} needs at least {max(2, k)} seed/reference texts or topics, "
+                f"got {len(points)}"
+            )
+        cents = spherical_kmeans(points, k, rng)
+        psims = points @ cents.T
+        passign = np.argmax(psims, axis=1)
+        tsims = z @ cents.T
         labels, examples = [], []
         for j in range(k):
-            members = np.flatnonzero(assign == j).tolist()
-            labels.append(
-                _label([texts[i] for i in members] if texts else [], [topics[i] for i in members] if topics else [])
-            )
-            examples.append(texts[int(np.argmax(sims[:, j]))][:200] if texts else "")
+            mine = [(float(psims[p, j]), p) for p in np.flatnonzero(passign == j).tolist()]
+            mine.sort(reverse=True)
+            named = [names[p] for _, p in mine if p < len(names)][:2]
+            if named:
+                labels.append(" / ".join(named))
+            else:
+                idx = [single[p - len(names)] for _, p in mine]
+                labels.append(_label([texts[i] for i in idx] if texts else [], []))
+            examples.append(texts[int(np.argmax(tsims[:, j]))][:200] if texts else "")
+        # Order regions by their label so indices do not depend on the start order.
         order = sorted(range(k), key=lambda j: (labels[j], examples[j]))
         labels = _dedupe([labels[j] for j in order])
         return cls(

@@ -5,7 +5,8 @@ that the raylet starts (dashboard agent, runtime-env agent) can outlive a driver
 killed with ``kill -9`` (they block reporting the raylet's death to a GCS that is
 already gone). :class:`~qdsearch.runtime.ray.RayRuntime` therefore starts this
 script (stdlib only, run by path so it imports nothing of qdsearch) with a pipe on
-its stdin. When the pipe closes, which happens however the driver ends, it sends
+its stdin. When the pipe closes, which happens however the driver ends (or when
+the driver's process is gone, should a forked child still hold the pipe), it sends
 SIGTERM, then SIGKILL after a grace period, to every process of the session:
 
 - the processes the driver's ``ray.init`` started (``--root``, checked by start
@@ -38,6 +39,15 @@ def _start_time(pid: int) -> int | None:
         return int(stat[stat.rindex(")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        return stat[stat.rindex(")") + 2] == "Z"
+    except (OSError, ValueError, IndexError):
+        return True
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -121,11 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the driver's to handle
     roots = {pid: _start_time(pid) for pid in args.root}
+    driver_start = _start_time(args.driver)
     session_dir = args.session_dir
     fd = sys.stdin.fileno()
-    while True:  # until the driver closes the pipe or dies
-        readable, _, _ = select.select([fd], [], [], 5.0)
+    while True:  # until the driver closes the pipe, or is gone (a forked child may hold the pipe)
+        readable, _, _ = select.select([fd], [], [], 1.0)
         if readable and not os.read(fd, 4096):
+            break
+        # (/proc/<pid>/stat is readable for any process: no start time means it is gone)
+        if driver_start is None or _start_time(args.driver) != driver_start or _zombie(args.driver):
             break
     reap(roots, session_dir, args.ray_dir, exclude={os.getpid(), args.driver})
     return 0

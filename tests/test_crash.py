@@ -21,7 +21,7 @@ from qdsearch.archive import elites_frame, make_archive
 from qdsearch.campaign import replay
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.world import world
-from tests.helpers import drive
+from tests.helpers import check_state, drive
 from tests.test_campaign import _child_lines, config_dict
 from tests.test_store import cfg as store_cfg
 
@@ -131,6 +131,11 @@ def test_kill_9_at_random_moments_then_resume(fake_openai: Any, tmp_path: Path) 
     assert state["calls"] == sum(len(e["calls"]) for e in items)
     assert state["lost"] == gaps and state["submitted"] == BUDGET + gaps
     assert state["accepted"] + state["rejected"] + state["failed"] == BUDGET
+    # Every child that reached the endpoint and was never logged is counted as lost
+    # (the ids handed out are on record before submission), with its expected spend.
+    assert state["lost"] >= op_calls - BUDGET
+    assert (state["lost_calls"] > 0) == (state["lost"] > 0)
+    check_state(state)
     # The archive equals the replay of the event log.
     assert _same_elites(pd.read_parquet(run_dir / "elites.parquet"), _archive_of(run_dir, after))
     assert not list(run_dir.glob(".*.tmp"))

@@ -26,7 +26,7 @@ from qdsearch.store import RunStore
 from qdsearch.types import Candidate
 from tests.fakes.openai_server import Faults, Reply
 from tests.fakes.world import judge, mutate, respond, world, world_quality
-from tests.helpers import drive
+from tests.helpers import check_state, drive
 from tests.test_campaign import SEEDS, config_dict, run_campaign
 
 
@@ -46,6 +46,7 @@ def _check_replay(cfg: Any, campaign: Campaign, events: list[dict[str, Any]]) ->
     assert elites_frame(fresh).equals(elites_frame(campaign.archive))
     for key in ("children", "accepted", "submitted", "lost", "calls", "failed", "rejected"):
         assert getattr(counters, key) == getattr(campaign.counters, key), key
+    check_state(counters.to_dict())
 
 
 # ----------------------------------------------------------------------------- 1. endpoint faults
@@ -77,8 +78,10 @@ def test_429_and_500_on_30_percent_of_requests_every_child_accounted(fake_openai
     assert (len(accepted), len(rejected), len(failed)) == (c.accepted, c.rejected, c.failed)
     assert c.submitted == c.accepted + c.rejected + c.failed
     assert failed, "one retry at 30% faults must exhaust some calls"
-    by_reason = Counter(e["reject"] for e in _items(events) if e["status"] == "rejected")
-    assert by_reason == Counter(c.rejects)
+    by_reason = Counter(e["reject"] for e in children if e["status"] == "rejected")
+    assert by_reason == Counter(c.rejects)  # the children's; seeds' are in seed_rejects
+    seed_reasons = Counter(e["reject"] for e in _items(events) if e["type"] == "seed" and e["status"] == "rejected")
+    assert seed_reasons == Counter(c.seed_rejects)
     # A failed child's reason is its failing call's outcome; it has no score.
     for e in failed:
         last = e["calls"][-1]
@@ -91,6 +94,7 @@ def test_429_and_500_on_30_percent_of_requests_every_child_accounted(fake_openai
     # state.json carries the same bookkeeping.
     for key in ("submitted", "children", "accepted", "rejected", "failed", "lost"):
         assert state[key] == getattr(c, key), key
+    check_state(state)
     _check_replay(cfg, campaign, events)
 
 
@@ -366,6 +370,7 @@ def test_budget_caps_stop_cleanly_with_overshoot_at_most_the_children_in_flight(
     # The estimate keeps the overshoot well under one full batch of in-flight children.
     assert overshoot <= 0.5 * allowance[field] + 1e-9
     assert campaign.counters.lost == 0 and campaign.counters.submitted == campaign.counters.children
+    check_state(state)
     assert any(len(e["calls"]) > 3 for e in items), "judge retries made some children dearer"
 
 

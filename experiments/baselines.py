@@ -324,7 +324,7 @@ async def main_async(args: argparse.Namespace) -> pd.DataFrame:
         "endpoint": {"base_url": args.base_url, "model": args.model, "concurrency": args.concurrency,
                      "max_tokens": args.max_tokens, "timeout_s": 180},
         "seeds": {"path": args.seeds, "limit": args.seed_limit},
-        "archive": {"kind": "grid", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+        "judge": {"complexity_blend": 0.0}, "archive": {"kind": "grid", "topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
         "operators": {"names": ALL_OPS, "selection": "ucb"},
         "runtime": {"kind": "inprocess", "in_flight": args.concurrency, "embed_batch": 4},
     }  # fmt: skip

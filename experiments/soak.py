@@ -62,7 +62,7 @@ def config(base_url: str, out_dir: Path, children: int, seeds_path: Path, snapsh
             },
             "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
             "seeds": {"path": str(seeds_path)},
-            "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 5},
+            "judge": {"complexity_blend": 0.0}, "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 5},
             "budget": {"max_children": children},
             "runtime": {"kind": "inprocess", "in_flight": 16, "embed_batch": 16, "snapshot_every": snapshot_every},
         }

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             "timeout_s": 180.0,
         },
         "seeds": {"path": str(Path(args.seeds).resolve())},
-        "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+        "judge": {"complexity_blend": 0.0}, "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
         "budget": {"max_calls": 1},
         "runtime": {"kind": "inprocess", "in_flight": args.concurrency, "embed_batch": 4, "snapshot_every": 20},
     }

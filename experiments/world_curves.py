@@ -66,7 +66,7 @@ def world_config(
                          "concurrency": in_flight, "timeout_s": 30.0, "backoff_s": 0.05},
             "embedding": {"backend": "endpoint", "base_url": url, "model": "qdsearch-world"},
             "seeds": {"path": seeds_path},
-            "archive": {"kind": "grid", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+            "judge": {"complexity_blend": 0.0}, "archive": {"kind": "grid", "topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
             "operators": {"names": baselines.ALL_OPS, "selection": "ucb", **(operators or {})},
             "runtime": {"kind": "inprocess", "in_flight": in_flight, "embed_batch": 8},
         }

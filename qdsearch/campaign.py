@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 from ribs.archives import ArchiveBase
 
-from qdsearch.archive import add_sample, archive_for, elites_frame, make_centroids, measure_ranges
+from qdsearch.archive import add_sample, archive_for, elites_frame, make_centroids, measure_bins, measure_ranges
 from qdsearch.config import CampaignConfig
+from qdsearch.descriptors.complexity import blend_complexity, judged_is_degenerate, structural_complexity
 from qdsearch.descriptors.embedding import Embedder, EmbeddingError
-from qdsearch.descriptors.topic import TopicProjection
+from qdsearch.descriptors.regions import TopicRegions
+from qdsearch.descriptors.space import TopicSpace, fit_texts, fit_topic_space
 from qdsearch.domains import domain_operators, make_domain
 from qdsearch.operators import resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
@@ -46,7 +48,7 @@ class Sink(Protocol):
 
     def append(self, event: dict[str, Any]) -> None: ...
 
-    def save_projection(self, proj: TopicProjection, centroids: np.ndarray | None = None) -> None: ...
+    def save_projection(self, proj: TopicSpace, centroids: np.ndarray | None = None) -> None: ...
 
     def snapshot(self, elites: pd.DataFrame, state: dict[str, Any]) -> None: ...
 
@@ -368,7 +370,7 @@ class Campaign:
         sink: receives every event, the frozen spaces, snapshots and stats.
         events: the event log so far, to resume from (empty for a new campaign).
         frozen: the saved (projection, centroids) when resuming.
-        reference: extra texts mixed into the topic projection's fit.
+        reference: extra texts mixed into the topic space's fit (``archive.reference_path``).
         on_step: called with :class:`StepStats` after every step.
     """
 
@@ -381,7 +383,7 @@ class Campaign:
         sink: Sink,
         *,
         events: Iterable[dict[str, Any]] = (),
-        frozen: tuple[TopicProjection, np.ndarray | None] | None = None,
+        frozen: tuple[TopicSpace, np.ndarray | None] | None = None,
         reference: Sequence[str] = (),
         on_step: Callable[[StepStats], None] | None = None,
     ) -> None:
@@ -394,13 +396,14 @@ class Campaign:
         self.on_step = on_step
         self.stop_requested = False
         self.stop_reason = ""
+        self.warnings: list[str] = []  # things the user should know (the CLI shows them)
         # Set when the campaign cannot usefully go on (the embedding endpoint is down,
         # worker processes keep dying): it stops as a budget would, resumable.
         self.halt_reason = ""
         self._embed_fail_run = 0  # children in a row whose embedding failed
         self._lost_run = 0  # jobs in a row that the runtime lost
         self._last_lost = ""  # the highest child id lost
-        self.projection: TopicProjection | None = None
+        self.projection: TopicSpace | None = None
         self.centroids: np.ndarray | None = None
         self.archive: ArchiveBase | None = None
         self.counters = Counters()
@@ -586,21 +589,31 @@ class Campaign:
         lo = np.array([r[0] for r in measure_ranges(a)])
         hi = np.array([r[1] for r in measure_ranges(a)])
         bins = (
-            np.array([a.complexity_bins] + [a.topic_bins] * a.topic_dims, dtype=float)
+            np.array(measure_bins(a), dtype=float)
             if a.kind == "grid"
             else np.full(1 + a.topic_dims, a.cvt_cells ** (1.0 / (1 + a.topic_dims)))
         )
         here = self._measures[cell]
-        options: list[tuple[bool, float, int, float, np.ndarray]] = []
-        for d in range(len(here)):
-            for sign in (1.0, -1.0):
+        regions = self.projection if isinstance(self.projection, TopicRegions) and len(here) == 2 else None
+        targets: list[tuple[int, float, np.ndarray]] = [
+            (d, sign, here.copy()) for d in range(len(here) if regions is None else 1) for sign in (1.0, -1.0)
+        ]
+        if regions is not None:
+            # Region indices are names, not an order: the topic neighbours are the
+            # three regions with the nearest centroids.
+            for r in regions.neighbours(int(here[1]))[:3]:
                 t = here.copy()
+                t[1] = r + 0.5
+                targets.append((1, 1.0, t))
+        options: list[tuple[bool, float, int, float, np.ndarray]] = []
+        for d, sign, t in targets:
+            if d == 0 or regions is None:
                 t[d] = np.clip(t[d] + sign * (hi[d] - lo[d]) / bins[d], lo[d], hi[d])
-                tc = int(self.archive.index_of(t[None, :])[0])  # type: ignore[attr-defined]
-                if tc == cell:
-                    continue
-                q = float(self.archive.retrieve_single(t)[1]["objective"]) if tc in self._elites else -1.0
-                options.append((tc not in self._elites, -q, d, sign, t))
+            tc = int(self.archive.index_of(t[None, :])[0])  # type: ignore[attr-defined]
+            if tc == cell:
+                continue
+            q = float(self.archive.retrieve_single(t)[1]["objective"]) if tc in self._elites else -1.0
+            options.append((tc not in self._elites, -q, d, sign, t))
         if not options:
             return "make it clearly different in subject or difficulty."
         empty = [o for o in options if o[0]]
@@ -617,6 +630,8 @@ class Campaign:
             key=lambda c: float(np.sum((self._measures[c][1:] - target[1:]) ** 2)),
             default=None,
         )
+        if regions is not None:
+            return f"move its subject toward this neighbouring area: {regions.labels[int(target[1])]}."
         if near is None:
             return "shift it to a neighbouring but different subject area."
         return f"move its subject toward the subject of this other task: {self._elites[near].instruction!r}."
@@ -722,6 +737,11 @@ class Campaign:
                 assert coords is not None
                 j = cand.judgement
                 # categorical domains: the cell is the judge's labels; else complexity x topic
+                judged_cx = j.complexity
+                if not self.domain.axes:  # the complexity measure: judged blended with LLM-free
+                    cx = blend_complexity(j.complexity, cand.sample, self.complexity_blend)
+                    j = dataclasses.replace(j, complexity=cx)
+                    cand = dataclasses.replace(cand, judgement=j)
                 measures = (
                     np.asarray(j.labels, dtype=float) + 0.5
                     if self.domain.axes
@@ -744,6 +764,7 @@ class Campaign:
                         self._vecs[cand.sample.id] = vec
                         self._vec_matrix = None
                     ev = _event(kind, cand, measures.tolist(), status, cell, gain, why)
+                ev["judged_complexity"] = judged_cx
             if kind == "child" and cand.sample.operator in self.selector.names:
                 self.selector.update(cand.sample.operator, reward(ev["gain"], ev["tokens"]))
             self.sink.append(ev)
@@ -785,6 +806,34 @@ class Campaign:
             state["domain_summary"] = self.domain_summary
         self.sink.snapshot(elites, state)
 
+    @property
+    def complexity_blend(self) -> float:
+        """Weight of the LLM-free complexity in the complexity measure, frozen for the run."""
+        frozen = float(getattr(self.projection, "complexity_blend", -1.0))
+        return frozen if frozen >= 0 else float(self.cfg.judge.complexity_blend)
+
+    def _freeze_blend(self, cands: Sequence[Candidate]) -> float:
+        """The run's complexity blend: the config's, or 1.0 (LLM-free only) when the
+        judge gave nearly every seed the same complexity bin (a weak judge). A blend
+        of exactly 0 (judged only) or 1 is kept as asked."""
+        w = float(self.cfg.judge.complexity_blend)
+        if not 0.0 < w < 1.0 or self.domain.axes or self.cfg.domain.kind != "instruct":
+            return w
+        ok = [c for c in cands if c.judgement is not None]
+        judged = [c.judgement.complexity for c in ok if c.judgement is not None]
+        structural = [structural_complexity(c.sample) for c in ok]
+        degenerate, share = judged_is_degenerate(judged, self.cfg.archive.complexity_bins, structural)
+        if not degenerate:
+            return w
+        note = (
+            f"judged complexity is nearly constant ({share:.0%} of {len(judged)} judged seeds in one of "
+            f"{self.cfg.archive.complexity_bins} bins): the complexity descriptor uses the LLM-free measure "
+            "alone in this run (as judge.complexity_blend = 1.0); a more capable judge avoids this"
+        )
+        self.warnings.append(note)
+        self.sink.append({"type": "warning", "reason": "complexity_fallback", "detail": note, "time": time.time()})
+        return 1.0
+
     # ----------------------------------------------------------------- phases
     async def _seed_phase(self) -> None:
         limit = asyncio.Semaphore(self.cfg.runtime.in_flight)
@@ -798,9 +847,13 @@ class Campaign:
                     self._in_flight -= 1
 
         cands = await asyncio.gather(*(one(s, i) for i, s in enumerate(self.seeds)))
-        texts = [s.prompt_text() for s in self.seeds] + self.reference
+        texts, topics = fit_texts(self.cfg.archive, [s.prompt_text() for s in self.seeds], self.reference)
         emb = await self._embed(texts)
-        self.projection = TopicProjection.fit(emb, self.cfg.archive.topic_dims, self.cfg.archive.topic_range)
+        try:
+            space = fit_topic_space(self.cfg.archive, emb, self.cfg.run.seed, texts, topics)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        self.projection = dataclasses.replace(space, complexity_blend=self._freeze_blend(cands))
         if self.cfg.archive.kind == "cvt":
             self.centroids = make_centroids(self.cfg.archive, self.cfg.run.seed)
         self.sink.save_projection(self.projection, self.centroids)

@@ -1,4 +1,4 @@
-"""Command line: ``qdsearch run | resume | export | operators | serve | report | measure | world``.
+"""Command line: ``qdsearch run | resume | export | operators | serve | report | measure | describe | refit | world``.
 
 The CLI is the edge where configs are read, the endpoint is started, progress is
 drawn and errors become messages and exit codes.
@@ -28,12 +28,14 @@ __all__ = ["main"]
 
 # Modules that add their own subcommand through ``register(subparsers)``; each
 # keeps its heavy imports inside its command function, so ``--help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure", "qdsearch.world")
+COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure", "qdsearch.describe", "qdsearch.refit", "qdsearch.world")
 
 
 class UserError(Exception):
     """An error to print as one clear line and exit 2."""
 
+
+# --------------------------------------------------------------------------- overrides
 
 # Command-line options that override a config key, by dotted key.
 OVERRIDE_OPTIONS: dict[str, str] = {
@@ -407,11 +409,11 @@ def _check_saved_files(run_dir: Path, names: Sequence[str]) -> None:
     """
     import numpy as np
 
-    from qdsearch.descriptors.topic import TopicProjection
+    from qdsearch.descriptors.space import load_topic_space
     from qdsearch.store import StoreError
 
     readers: dict[str, Any] = {
-        "projection.npz": TopicProjection.load,
+        "projection.npz": load_topic_space,
         "centroids.npy": lambda p: np.load(p, allow_pickle=False),
         "state.json": _read_json_object,
     }
@@ -594,14 +596,25 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# Errors of other modules that carry a message for the user (module, class name).
+KNOWN_ERRORS: tuple[tuple[str, str], ...] = (
+    ("qdsearch.campaign", "CampaignError"),
+    ("qdsearch.llm.client", "LLMError"),
+    ("qdsearch.seeds", "SeedError"),
+    ("qdsearch.store", "StoreError"),
+)
+
+
+def _loaded(names: Sequence[tuple[str, str]]) -> tuple[type[BaseException], ...]:
+    """The classes among ``names`` whose modules are imported (an error of a module
+    never imported cannot have been raised)."""
+    return tuple(getattr(sys.modules[m], c) for m, c in names if m in sys.modules and hasattr(sys.modules[m], c))
+
+
 def _describe(e: BaseException) -> str | None:
     """The one-line message for an error the user can act on; None for anything else
-    (a bug, which keeps its traceback)."""
-    from qdsearch.campaign import CampaignError
-    from qdsearch.llm.client import LLMError
-    from qdsearch.seeds import SeedError
-    from qdsearch.store import StoreError
-
+    (a bug, which keeps its traceback). Imports nothing: after a Ctrl-C inside an
+    import, importing a half-initialised extension module again can crash."""
     if isinstance(e, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     if isinstance(e, MemoryError):
@@ -610,8 +623,7 @@ def _describe(e: BaseException) -> str | None:
         where = f"{e.filename}: " if e.filename else ""
         hint = " (disk full?)" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
         return _one_line(f"{where}{e.strerror or e}{hint}")
-    known = (ConfigError, SeedError, StoreError, CampaignError, LLMError, UserError, OSError, ValueError)
-    if isinstance(e, known):
+    if isinstance(e, (ConfigError, UserError, OSError, ValueError, *_loaded(KNOWN_ERRORS))):
         return _one_line(str(e)) or type(e).__name__
     return None
 

@@ -214,26 +214,13 @@ class SeedsConfig:
     # A seed without an answer whose generated answer hits the token limit is
     # answered once more with this many tokens (0: four times endpoint.max_tokens).
     retry_max_tokens: int = 0
-    # The seed phase must leave at least this share of the seeds judged, or `run`
-    # stops (one line naming the reasons) instead of searching from a few survivors;
-    # 0 disables the check.
-    min_survival: float = 0.5
-    # A seed without an answer whose generated answer hits the token limit is
-    # answered once more with this many tokens (0: four times endpoint.max_tokens).
-    retry_max_tokens: int = 0
     split: str = "train"  # for datasets with several splits
     # Our field name -> the dataset's column, e.g. {instruction = "question", output = "answer"}.
     fields: dict[str, str] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         _check(self.limit >= 0, f"{key}.limit", f"must be >= 0, got {self.limit}")
-        _check(
-            0 <= self.min_survival <= 1, f"{key}.min_survival", f"must be in [0, 1], got {_show(self.min_survival)}"
-        )
-        _check(self.retry_max_tokens >= 0, f"{key}.retry_max_tokens", f"must be >= 0, got {self.retry_max_tokens}")
-        _check(
-            0 <= self.min_survival <= 1, f"{key}.min_survival", f"must be in [0, 1], got {_show(self.min_survival)}"
-        )
+        _check(0 <= self.min_survival <= 1, f"{key}.min_survival", f"must be in [0, 1], got {_show(self.min_survival)}")
         _check(self.retry_max_tokens >= 0, f"{key}.retry_max_tokens", f"must be >= 0, got {self.retry_max_tokens}")
         _check(bool(self.split.strip()), f"{key}.split", "must not be empty")
         allowed = ("instruction", "input", "output", "messages", "conversations")
@@ -283,26 +270,69 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
-    """MAP-Elites archive over [complexity, topic_1..topic_k]."""
+    """MAP-Elites archive over [complexity, topic...].
+
+    ``topic = "regions"`` (default): one topic axis, the index of a named region of
+    embedding space (spherical k-means of the seeds plus a reference corpus, see
+    :mod:`qdsearch.descriptors.regions`); cells = ``complexity_bins * topic_regions``.
+    ``topic = "pca"``: ``topic_dims`` PCA axes of the embeddings, standardised on the
+    fitting set, clipped into ``[-topic_range, topic_range]``, with ``topic_bins`` bins
+    each (grid) or ``cvt_cells`` CVT cells.
+    """
 
     kind: Literal["grid", "cvt"] = "grid"
+    # "auto": regions for a grid, PCA axes for a CVT archive.
+    topic: Literal["auto", "regions", "pca"] = "auto"
     complexity_bins: int = 5
+    topic_regions: int = 16
+    # "builtin": the shipped reference corpus (64 topics) joins the fit; "none": seeds
+    # (and reference_path) only.
+    topic_reference: Literal["builtin", "none"] = "builtin"
     topic_dims: int = 2
     topic_bins: int = 6
     cvt_cells: int = 100
-    # Topic coordinates are PCA projections standardised on the fitting set and
-    # clipped into [-topic_range, topic_range].
     topic_range: float = 2.5
-    # Extra texts (one per line, or JSONL with "instruction") mixed into the PCA fit.
+    # Extra texts (one per line, or JSONL with "instruction") mixed into the topic fit.
     reference_path: str = ""
 
+    @property
+    def topic_kind(self) -> Literal["regions", "pca"]:
+        """The topic descriptor in use (``"auto"`` resolved)."""
+        if self.topic == "auto":
+            return "pca" if self.kind == "cvt" else "regions"
+        return self.topic
+
+    @property
+    def topic_axes(self) -> int:
+        """Number of topic measure axes (1 for regions)."""
+        return 1 if self.topic_kind == "regions" else self.topic_dims
+
     def validate(self, key: str) -> None:
+        _check(
+            self.topic in ("auto", "regions", "pca"),
+            f"{key}.topic",
+            f"expected one of ['auto', 'regions', 'pca'], got {_show(self.topic)}",
+        )
+        _check(
+            self.topic_reference in ("builtin", "none"),
+            f"{key}.topic_reference",
+            f"expected one of ['builtin', 'none'], got {_show(self.topic_reference)}",
+        )
+        _check(
+            2 <= self.topic_regions <= 4096, f"{key}.topic_regions", f"must be in [2, 4096], got {self.topic_regions}"
+        )
+        if self.topic == "regions":
+            _check(
+                self.kind == "grid",
+                f"{key}.kind",
+                "topic = 'regions' uses a grid (complexity x region); use topic = 'pca' for kind = 'cvt'",
+            )
         _check(self.complexity_bins >= 1, f"{key}.complexity_bins", f"must be >= 1, got {self.complexity_bins}")
         _check(1 <= self.topic_dims <= 16, f"{key}.topic_dims", f"must be in [1, 16], got {self.topic_dims}")
         _check(self.topic_bins >= 1, f"{key}.topic_bins", f"must be >= 1, got {self.topic_bins}")
         _check(self.cvt_cells >= 2, f"{key}.cvt_cells", f"must be >= 2, got {self.cvt_cells}")
         _check(self.topic_range > 0, f"{key}.topic_range", f"must be > 0, got {self.topic_range}")
-        if self.kind == "grid":
+        if self.kind == "grid" and self.topic_kind == "pca":
             _check(
                 self.topic_dims <= 3, f"{key}.topic_dims", "grid archives take at most 3 topic dims; use kind = 'cvt'"
             )
@@ -312,7 +342,11 @@ class ArchiveConfig:
         # Size caps: the archive's arrays are allocated whole at the start (a 10**9-cell
         # grid is a MemoryError, and k-means for 10**6 CVT centroids crashes the process).
         if self.kind == "grid":
-            cells = self.complexity_bins * self.topic_bins**self.topic_dims
+            cells = (
+                self.complexity_bins * self.topic_regions
+                if self.topic_kind == "regions"
+                else self.complexity_bins * self.topic_bins**self.topic_dims
+            )
             worst = "complexity_bins" if self.complexity_bins > MAX_GRID_CELLS else "topic_bins"
             _check(
                 cells <= MAX_GRID_CELLS,
@@ -360,9 +394,12 @@ def _bytes(n: int) -> str:
 class JudgeConfig:
     # "same_call": quality and complexity in one judge call; "separate": two calls.
     complexity: Literal["same_call", "separate"] = "same_call"
-    # Weight in [0, 1] of cheap text signals (length, constraint count) blended
-    # into the judged complexity.
-    complexity_blend: float = 0.0
+    # Weight in [0, 1] of the LLM-free complexity (constraints, formats, steps,
+    # sub-questions, inputs: qdsearch.descriptors.complexity) blended with the judged
+    # one. With 0 < blend < 1, a judge that puts >= 80% of the seeds in one complexity
+    # bin is taken as weak and the run uses the LLM-free measure alone (a warning
+    # says so). 0: judged only, as asked; 1: LLM-free only.
+    complexity_blend: float = 0.5
     max_attempts: int = 3
     # Token limit of one judge reply (the verdict schema keeps a reply to a few dozen).
     max_tokens: int = 256
@@ -514,9 +551,7 @@ class DomainConfig:
             _check(bool(self.dev_path), f"{key}.dev_path", "is required when kind = 'task_prompt'")
         _check(self.dev_limit >= 0, f"{key}.dev_limit", f"must be >= 0, got {self.dev_limit}")
         _check(self.fewshot >= 0, f"{key}.fewshot", f"must be >= 0, got {self.fewshot}")
-        _check(
-            self.target_max_tokens >= 0, f"{key}.target_max_tokens", f"must be >= 0, got {self.target_max_tokens}"
-        )
+        _check(self.target_max_tokens >= 0, f"{key}.target_max_tokens", f"must be >= 0, got {self.target_max_tokens}")
         if self.labels:
             _check(self.kind == "task_prompt", f"{key}.labels", "only used with kind = 'task_prompt'")
             _check(len(self.labels) >= 2, f"{key}.labels", f"needs at least 2 labels, got {len(self.labels)}")

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from qdsearch.config import CampaignConfig, EndpointConfig
-from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
 from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, scan, to_judgement
 from qdsearch.judge.injection import injection_reject, penalize
@@ -186,7 +185,8 @@ async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, J
         parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
     except JudgeReject as e:
         raise with_sample(e, sample) from None
-    parts["complexity"] = blend_complexity(parts["complexity"], sample, ctx.cfg.judge.complexity_blend)
+    # The judged complexity is returned as judged; the campaign blends it with the
+    # LLM-free measure using the run's frozen weight (see descriptors.complexity).
     return sample, penalize(to_judgement(parts), flags, ctx.cfg.judge.injection_penalty)
 
 

@@ -30,6 +30,7 @@ that changed, since every cell would change meaning.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from qdsearch.config import CampaignConfig, load_config, to_dict
-from qdsearch.descriptors.topic import TopicProjection
+from qdsearch.descriptors.space import TopicSpace, load_topic_space
 from qdsearch.stats import operator_table
 
 __all__ = ["RunStore", "StoreError", "atomic_write", "descriptor_space", "dumps_toml"]
@@ -153,6 +154,24 @@ def descriptor_space(cfg: CampaignConfig) -> dict[str, Any]:
     return out
 
 
+# Keys a run folder's config may lack because they did not exist when it was made,
+# and the value they had then: every run before topic regions used PCA axes.
+_LEGACY = {"archive.topic": "pca"}
+
+
+def _legacy_topic(path: Path, cfg: CampaignConfig) -> CampaignConfig:
+    """A run folder's config; one written before ``archive.topic`` existed is a PCA run."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return cfg
+    if isinstance(raw.get("archive"), dict) and "topic" not in raw["archive"]:
+        return dataclasses.replace(cfg, archive=dataclasses.replace(cfg.archive, topic="pca"))
+    return cfg
+
+
 def _fingerprint(space: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(space, sort_keys=True, ensure_ascii=False)
     return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "descriptor_space": space}
@@ -165,7 +184,7 @@ def _changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     defaults = descriptor_space(CampaignConfig())
     out = []
     for key in now:
-        old = saved.get(key, defaults.get(key))
+        old = saved.get(key, _LEGACY.get(key, defaults.get(key)))
         if old != now[key]:
             out.append(f"{key}: {json.dumps(old)} -> {json.dumps(now[key])}")
     return out
@@ -219,7 +238,7 @@ class RunStore:
         p = Path(path)
         if not (p / "config.toml").is_file():
             raise StoreError(f"{p}: not a qdsearch run folder (no config.toml)")
-        store = cls(p, load_config(p / "config.toml"))
+        store = cls(p, _legacy_topic(p / "config.toml", load_config(p / "config.toml")))
         if write:
             store._acquire()
         return store
@@ -254,7 +273,7 @@ class RunStore:
         self.close()
 
     # ------------------------------------------------------------------ frozen spaces
-    def save_projection(self, proj: TopicProjection, centroids: np.ndarray | None = None) -> None:
+    def save_projection(self, proj: TopicSpace, centroids: np.ndarray | None = None) -> None:
         if centroids is not None:
             buf = _npy_bytes(centroids)
             atomic_write(self.path / "centroids.npy", buf)
@@ -266,7 +285,7 @@ class RunStore:
         finally:
             os.unlink(tmp)
 
-    def load_projection(self) -> tuple[TopicProjection, np.ndarray | None] | None:
+    def load_projection(self) -> tuple[TopicSpace, np.ndarray | None] | None:
         """The saved (projection, centroids), or None before the seed phase finished.
 
         The folder is checked first (see the module docstring); a folder opened for
@@ -301,7 +320,7 @@ class RunStore:
                 "from an empty log)"
             )
         self._check_fingerprint()
-        return TopicProjection.load(p), (np.load(c) if c.is_file() else None)
+        return load_topic_space(p), (np.load(c) if c.is_file() else None)
 
     def _write_fingerprint(self) -> None:
         data = json.dumps(_fingerprint(descriptor_space(self.cfg)), indent=2, sort_keys=True, ensure_ascii=False)

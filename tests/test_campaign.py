@@ -16,10 +16,12 @@ import numpy as np
 from qdsearch.archive import elites_frame, make_archive
 from qdsearch.campaign import Campaign, replay
 from qdsearch.config import CampaignConfig, from_dict
+from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.descriptors.embedding import EndpointEmbedder
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore, dumps_toml
+from qdsearch.types import Sample
 from tests.fakes.world import world
 from tests.helpers import drive
 
@@ -51,7 +53,7 @@ def config_dict(base_url: str, tmp_path: Path, **over: Any) -> dict[str, Any]:
         },
         "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
         "seeds": {"path": str(write_seeds(tmp_path / "seeds.jsonl"))},
-        "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
+        "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
         "budget": {"max_children": 40},
         "runtime": {"kind": "inprocess", "in_flight": 6, "embed_batch": 4, "snapshot_every": 10},
     }
@@ -93,10 +95,13 @@ def test_campaign_fills_expected_cells_and_replays(fake_openai: Any, tmp_path: P
     assert campaign.counters.children == 40 and campaign.stop_reason == "max_children"
     accepted = [e for e in children if e["status"] == "accepted"]
     assert len(accepted) >= 20
-    # The scripted judge's complexity comes through the pipeline unchanged.
+    # The scripted judge's complexity comes through the pipeline unchanged, and the
+    # complexity measure is it blended half and half with the LLM-free one.
     for e in accepted:
         n_clauses = sum(e["instruction"].count(c) for c in __import__("tests.fakes.world").fakes.world.CLAUSES)
-        assert e["complexity"] == min(10, 1 + 2 * n_clauses)
+        assert e["judged_complexity"] == min(10, 1 + 2 * n_clauses)
+        sample = Sample(e["id"], e["instruction"], input=e["input"])
+        assert e["complexity"] == blend_complexity(e["judged_complexity"], sample, 0.5)
         assert e["measures"][0] == e["complexity"]
     # Mutations add clauses, so children climb out of the lowest complexity bin.
     complexity_bins = {min(4, int((e["complexity"] - 1) / 9 * 5)) for e in accepted}

@@ -28,7 +28,7 @@ def cfg(tmp_path: Path, name: str = "r") -> CampaignConfig:
             "run": {"name": name, "out_dir": str(tmp_path), "seed": 3},
             "endpoint": {"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "QD_TEST_KEY"},
             "operators": {"names": ["deepen", "in_breadth"], "weights": {"deepen": 2.0, "in_breadth": 0.5}},
-            "archive": {"topic_dims": 2, "topic_bins": 3},
+            "archive": {"topic": "pca", "topic_dims": 2, "topic_bins": 3},
         }
     )
 

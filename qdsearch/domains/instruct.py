@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from qdsearch.config import CampaignConfig
-from qdsearch.descriptors.complexity import blend_complexity, cheap_complexity
+from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext, with_sample
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
 from qdsearch.judge import JudgeReject
@@ -122,7 +122,6 @@ class CustomDomain(InstructionDomain):
                 last = e
                 continue
             cx = g["complexity"] if want_complexity else cheap_complexity(sample)
-            cx = blend_complexity(cx, sample, self.cfg.judge.complexity_blend) if want_complexity else cx
             judgement = Judgement(g["quality"], cx, g["reason"], g["labels"])
             return sample, penalize(judgement, flags, self.cfg.judge.injection_penalty)
         assert last is not None

@@ -87,7 +87,7 @@ def _task_config(tmp_path: Path, base_url: str, **over: Any) -> dict[str, Any]:
         "endpoint": {"base_url": base_url, "model": "fake", "json_mode": "json_object", "backoff_s": 0.01},
         "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
         "seeds": {"path": str(seeds)},
-        "archive": {"complexity_bins": 4, "topic_dims": 1, "topic_bins": 3},
+        "archive": {"topic": "pca", "complexity_bins": 4, "topic_dims": 1, "topic_bins": 3},
         "operators": {"names": ["rewrite", "add_reasoning", "terse"], "selection": "ucb"},
         "novelty": {"max_similarity": 1.0},
         "budget": {"max_children": 24},

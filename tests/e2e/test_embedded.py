@@ -68,6 +68,7 @@ max_tokens = 96
 path = "{ROOT / "experiments/seeds/example_seeds.jsonl"}"
 limit = 4
 [archive]
+topic = "pca"           # PCA axes of the embeddings (topic regions: the default)
 topic_dims = 2
 topic_bins = 3
 [budget]

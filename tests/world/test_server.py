@@ -143,7 +143,7 @@ def test_campaign_against_the_world_beats_its_seeds(server: WorldServer, tmp_pat
             "endpoint": {"base_url": url, "model": "qdsearch-world", "json_mode": "json_object", "timeout_s": 10.0},
             "embedding": {"backend": "endpoint", "base_url": url, "model": "qdsearch-world"},
             "seeds": {"path": str(seeds)},
-            "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+            "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
             "operators": {"names": ALL_OPERATORS, "selection": "ucb"},
             "budget": {"max_children": 80},
             # One child at a time: the world's counters, and so the run, are exactly reproducible.

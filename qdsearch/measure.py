@@ -389,7 +389,7 @@ def _number(v: Any, key: str) -> float | None:
     return f
 
 
-def parse_record(obj: Any) -> dict[str, Any]:
+def parse_record(obj: Any, fields: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One dataset item -> ``{instruction, input, response, quality, complexity}``.
 
     Accepts every shape :func:`qdsearch.seeds.parse_seed` does (Alpaca, self-instruct,
@@ -406,7 +406,7 @@ def parse_record(obj: Any) -> dict[str, Any]:
 
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    src = normalize_row(obj)
+    src = normalize_row(obj, fields)
     try:
         sample = parse_seed(src, "r")
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # shapes parse_seed does not foresee
@@ -431,7 +431,7 @@ def _json_array(text: str) -> list[Any] | None:
     return data if isinstance(data, list) else None
 
 
-def parse_records(text: str, source: str = "<data>") -> list[dict[str, Any]]:
+def parse_records(text: str, source: str = "<data>", fields: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Records from JSONL text (one object a line, blank lines skipped), or from one
     JSON array of objects.
 
@@ -468,7 +468,7 @@ def parse_records(text: str, source: str = "<data>") -> list[dict[str, Any]]:
     records = []
     for no, obj in items:
         try:
-            rec = parse_record(obj)
+            rec = parse_record(obj, fields)
         except ValueError as e:
             prefix = f"{source}:{no}" if where == "line" else f"{source}: item {no}"
             raise MeasureError(f"{prefix}: {e}") from None
@@ -479,7 +479,9 @@ def parse_records(text: str, source: str = "<data>") -> list[dict[str, Any]]:
     return records
 
 
-def load_records(path: str | Path, *, split: str = "train") -> list[dict[str, Any]]:
+def load_records(
+    path: str | Path, *, split: str = "train", fields: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Reads a dataset: JSONL in any accepted shape, a JSON array (alpaca export), a
     parquet file, a ``save_to_disk`` Arrow folder or dataset folder, or ``hf:NAME``
     from the local Hugging Face cache (see :mod:`qdsearch.sources`).
@@ -487,6 +489,8 @@ def load_records(path: str | Path, *, split: str = "train") -> list[dict[str, An
     Args:
         path: the file, folder or ``hf:NAME``.
         split: the split of a dataset with several.
+        fields: our field name (``instruction``, ``input``, ``output``, ``messages``,
+            ``conversations``) -> the dataset's column.
 
     Returns:
         Records ``{instruction, input, response, quality, complexity, line}``.
@@ -502,7 +506,7 @@ def load_records(path: str | Path, *, split: str = "train") -> list[dict[str, An
             rows = read_rows(path, split=split)
         except SourceError as e:
             raise MeasureError(str(e)) from None
-        return _table_records(rows, str(path))
+        return _table_records(rows, str(path), fields)
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -515,16 +519,18 @@ def load_records(path: str | Path, *, split: str = "train") -> list[dict[str, An
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise MeasureError(f"{p}:{line}: not UTF-8 text (byte {raw[e.start]:#04x})") from None
-    return parse_records(text, str(p))
+    return parse_records(text, str(p), fields)
 
 
-def _table_records(rows: Sequence[tuple[str, Any]], source: str) -> list[dict[str, Any]]:
+def _table_records(
+    rows: Sequence[tuple[str, Any]], source: str, fields: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     records = []
     for no, (where, row) in enumerate(rows, 1):
         if isinstance(row, dict):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         try:
-            rec = parse_record(row)
+            rec = parse_record(row, fields)
         except ValueError as e:
             raise MeasureError(f"{where}: {e}") from None
         rec["line"] = no
@@ -957,11 +963,20 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "measure",
         help="quality, diversity and complexity of datasets, side by side",
         description="Quality, diversity and complexity of any instruction dataset (JSONL: qdsearch exports, "
-        "Alpaca, self-instruct, chat messages, ShareGPT; an alpaca JSON array; a parquet export).",
+        "Alpaca, self-instruct, chat messages, ShareGPT; JSON arrays; parquet; save_to_disk or dataset folders; "
+        "hf:NAME from the local Hugging Face cache). No model is called without --judge or --tag.",
     )
-    m.add_argument("data", help="the dataset file")
+    m.add_argument("data", help="the dataset: a file, a dataset folder or hf:NAME")
     m.add_argument("--vs", nargs="+", default=[], metavar="OTHER", help="datasets to compare with")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.add_argument("--split", default="train", help="split of datasets with several (hf:NAME, dataset folders)")
+    m.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="OURS=COLUMN",
+        help="read our field (instruction, input, output, messages, conversations) from COLUMN; repeatable",
+    )
     m.add_argument(
         "--judge",
         action="store_true",
@@ -1026,8 +1041,19 @@ def cmd_measure(args: argparse.Namespace) -> int:
         raise MeasureError(f"--near-dup must be in [-1, 1], got {args.near_dup}")
     if not math.isfinite(args.threshold):
         raise MeasureError(f"--threshold must be finite, got {args.threshold}")
+    from qdsearch.sources import FIELD_NAMES
+
+    fields: dict[str, str] = {}
+    for spec in getattr(args, "field", []) or []:
+        ours, sep, theirs = str(spec).partition("=")
+        if not sep or ours not in FIELD_NAMES or not theirs:
+            raise MeasureError(f"--field: expected OURS=COLUMN with OURS one of {list(FIELD_NAMES)}, got {spec!r}")
+        fields[ours] = theirs
     paths = [args.data, *args.vs]
-    datasets = [load_records(p) for p in paths]  # all files are checked before any model starts
+    split = getattr(args, "split", "train")
+    datasets = [
+        load_records(p, split=split, fields=fields) for p in paths
+    ]  # all files are checked before any model starts
 
     endpoint_cfg, local_cfg, emb_cfg = EndpointConfig(), LocalModelConfig(), EmbeddingConfig()
     if args.config:

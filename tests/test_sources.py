@@ -109,3 +109,30 @@ def test_a_folder_that_is_no_dataset_and_a_bare_hf_prefix(tmp_path: Path) -> Non
         load_seeds("hf:")
     with pytest.raises(MeasureError, match=r"hf:nobody/nothing: not in the local Hugging Face cache"):
         load_records("hf:nobody/nothing")
+
+
+def test_measure_reads_a_dataset_folder_with_split_and_field_mapping(tmp_path: Path, capsys: Any) -> None:
+    import datasets
+
+    from qdsearch.cli import build_parser
+    from qdsearch.measure import cmd_measure
+    from tests.helpers import HashEmbedder
+
+    rows = [{"question": f"Question {i} about tides?", "answer": f"Answer {i}.", "score": 5.0 + i} for i in range(4)]
+    ds = datasets.Dataset.from_list(rows)
+    folder = tmp_path / "qa"
+    datasets.DatasetDict({"train": ds, "test": ds.select([0, 1])}).save_to_disk(str(folder))
+    argv = ["measure", f"hf:{folder}", "--split", "test", "--field", "instruction=question"]
+    args = build_parser().parse_args([*argv, "--field", "output=answer", "--json"])
+    args.embedder = HashEmbedder()
+    assert cmd_measure(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    (fig,) = out.values()
+    assert fig["n"] == 2 and fig["response_words_mean"] == 2.0 and fig["quality_source"] == "none"
+    bad = build_parser().parse_args(["measure", str(folder), "--field", "question=instruction"])
+    with pytest.raises(MeasureError, match=r"--field: expected OURS=COLUMN with OURS one of \['instruction'"):
+        cmd_measure(bad)
+    missing = build_parser().parse_args(["measure", str(folder), "--field", "instruction=prompt"])
+    missing.embedder = HashEmbedder()
+    with pytest.raises(MeasureError, match=r"qa: row 1: no column 'prompt' \(mapped to 'instruction'\)"):
+        cmd_measure(missing)

@@ -152,7 +152,13 @@ def _folder(p: Path, split: str, where: str) -> list[tuple[str, Any]]:
         if (p / "state.json").is_file() or (p / "dataset_dict.json").is_file():
             ds = _pick_split(datasets.load_from_disk(str(p)), split, where)
         else:
-            ds = datasets.load_dataset(str(p), split=split)
+            # A private, throw-away cache: datasets' shared cache is keyed by the
+            # folder's path and can hand back an older version of files rewritten there.
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="qdsearch-hf-") as cache:
+                ds = datasets.load_dataset(str(p), split=split, cache_dir=cache)
+                return [(f"{where}: row {i}", row) for i, row in enumerate(ds, 1)]
         return [(f"{where}: row {i}", row) for i, row in enumerate(ds, 1)]
     except SourceError:
         raise

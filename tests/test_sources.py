@@ -136,3 +136,16 @@ def test_measure_reads_a_dataset_folder_with_split_and_field_mapping(tmp_path: P
     missing.embedder = HashEmbedder()
     with pytest.raises(MeasureError, match=r"qa: row 1: no column 'prompt' \(mapped to 'instruction'\)"):
         cmd_measure(missing)
+
+
+def test_a_dataset_folder_rewritten_in_place_is_read_afresh(tmp_path: Path) -> None:
+    """datasets' shared cache is keyed by the folder's path: a folder rewritten there
+    (a re-export) must not give back its old rows."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    card = '---\nconfigs:\n- config_name: "elites"\n  data_files:\n  - split: train\n    path: "elites.jsonl"\n---\n'
+    (folder / "README.md").write_text(card)
+    for words in (["Alpha", "Beta"], ["Gamma", "Delta", "Omega"]):
+        (folder / "elites.jsonl").write_text("".join(json.dumps({"instruction": w}) + "\n" for w in words))
+        assert [s.instruction for s in load_seeds(folder)] == words
+        assert [s.instruction for s in load_seeds(f"hf:{folder}")] == words

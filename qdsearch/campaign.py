@@ -26,7 +26,7 @@ from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import blend_complexity, judged_is_degenerate, structural_complexity
 from qdsearch.descriptors.embedding import Embedder, EmbeddingError
 from qdsearch.descriptors.regions import TopicRegions
-from qdsearch.descriptors.space import TopicSpace, fit_texts, fit_topic_space
+from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space
 from qdsearch.domains import domain_operators, make_domain
 from qdsearch.operators import resolve
 from qdsearch.pipeline import SEED_OPERATOR, Job
@@ -848,7 +848,7 @@ class Campaign:
 
         cands = await asyncio.gather(*(one(s, i) for i, s in enumerate(self.seeds)))
         texts, topics = fit_texts(self.cfg.archive, [s.prompt_text() for s in self.seeds], self.reference)
-        emb = await self._embed(texts)
+        emb = await asyncio.to_thread(embed_fit_texts, self.embedder, self.cfg.archive, texts)
         try:
             space = fit_topic_space(self.cfg.archive, emb, self.cfg.run.seed, texts, topics)
         except ValueError as e:

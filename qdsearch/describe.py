@@ -30,7 +30,7 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder
-from qdsearch.descriptors.space import TopicSpace, fit_texts, fit_topic_space, topic_cell
+from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space, topic_cell
 
 __all__ = ["DescribeError", "describe_records", "fit_space", "register", "summarize_placement"]
 
@@ -46,7 +46,7 @@ def fit_space(
     texts, topics = fit_texts(cfg.archive, seed_texts, reference)
     if not texts:
         raise DescribeError("no texts to fit the topic space on: give --config with seeds, or --run")
-    emb = embedder.embed(texts)
+    emb = embed_fit_texts(embedder, cfg.archive, texts)
     try:
         return fit_topic_space(cfg.archive, emb, cfg.run.seed, texts, topics)
     except ValueError as e:

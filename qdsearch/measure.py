@@ -339,9 +339,9 @@ _ENUMERATED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+", re.MULTILINE)
 def heuristic_constraints(text: str) -> int:
     """A model-free count of constraints and steps in an instruction.
 
-    Constraint-like phrases (``must``, ``at most``, ``step``, ``format``... as in
-    :func:`qdsearch.descriptors.complexity.count_constraints`) plus enumerated
-    lines (``1.``, ``2)``, ``-``, ``*``).
+    Clauses that state a requirement, limit or prohibition (``must``, ``at most``,
+    ``do not``... as in :func:`qdsearch.descriptors.complexity.count_constraints`)
+    plus enumerated lines (``1.``, ``2)``, ``-``, ``*``).
     """
     from qdsearch.descriptors.complexity import count_constraints
 

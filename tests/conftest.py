@@ -42,3 +42,15 @@ def ray_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("RAY_TMPDIR", str(d))
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """qdsearch's on-disk caches (the reference corpus's embeddings) go to a temp dir."""
+    old = os.environ.get("QDSEARCH_CACHE_DIR")
+    os.environ["QDSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("qdsearch-cache"))
+    yield
+    if old is None:
+        os.environ.pop("QDSEARCH_CACHE_DIR", None)
+    else:
+        os.environ["QDSEARCH_CACHE_DIR"] = old

@@ -52,13 +52,13 @@ def test_json_records_and_summary(embedder: Any, tmp_path: Path, capsys: pytest.
 
 def test_same_space_as_the_campaign_fit(embedder: Any) -> None:
     # describe --config fits exactly what the seed phase fits: same seed, same texts
-    from qdsearch.descriptors.space import fit_texts, fit_topic_space
+    from qdsearch.descriptors.space import embed_fit_texts, fit_texts, fit_topic_space
 
     cfg = CampaignConfig()
     seeds = [json.loads(x)["instruction"] for x in (DATA / "seeds.jsonl").read_text().splitlines()]
     a = fit_space(cfg, seeds, [], embedder)
     texts, topics = fit_texts(cfg.archive, seeds, [])
-    b = fit_topic_space(cfg.archive, embedder.embed(texts), cfg.run.seed, texts, topics)
+    b = fit_topic_space(cfg.archive, embed_fit_texts(embedder, cfg.archive, texts), cfg.run.seed, texts, topics)
     assert np.allclose(a.centroids, b.centroids) and a.labels == b.labels  # type: ignore[union-attr]
 
 

@@ -237,8 +237,9 @@ def test_summarize_and_heuristic_constraints() -> None:
     assert s == pytest.approx({"q_mean": 5.5, "q_p10": 1.9, "q_p50": 5.5, "q_p90": 9.1})
     assert summarize([], "q") == dict.fromkeys(("q_mean", "q_p10", "q_p50", "q_p90"))
     assert heuristic_constraints("Say hi.") == 0
-    # "must", "at most", "words" + two enumerated lines
-    assert heuristic_constraints("You must answer in at most 50 words:\n1. why\n2) how") == 5
+    # one clause that states requirements ("must", "at most") + two enumerated lines
+    assert heuristic_constraints("You must answer in at most 50 words:\n1. why\n2) how") == 3
+    assert heuristic_constraints("You must answer. Use at most 50 words.") == 2
 
 
 # --------------------------------------------------------------------------- loading

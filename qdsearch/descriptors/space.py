@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
 from qdsearch.config import ArchiveConfig
-from qdsearch.descriptors.reference import builtin_reference
+from qdsearch.descriptors.reference import builtin_reference, reference_embeddings
 from qdsearch.descriptors.regions import TopicRegions
 from qdsearch.descriptors.topic import TopicProjection
 
-__all__ = ["TopicSpace", "fit_texts", "fit_topic_space", "load_topic_space", "topic_cell"]
+__all__ = ["TopicSpace", "embed_fit_texts", "fit_texts", "fit_topic_space", "load_topic_space", "topic_cell"]
 
 TopicSpace = Union[TopicRegions, TopicProjection]  # noqa: UP007
 
@@ -38,6 +38,20 @@ def fit_texts(
             texts.append(text)
             topics.append(topic)
     return texts, topics
+
+
+def embed_fit_texts(embedder: Any, cfg: ArchiveConfig, texts: Sequence[str]) -> np.ndarray:
+    """(n, d) embeddings of :func:`fit_texts`' texts; the shipped corpus at their end
+    comes from :func:`~qdsearch.descriptors.reference.reference_embeddings` (cached
+    for a local model), the rest from ``embedder``."""
+    n = len(builtin_reference()) if cfg.topic_kind == "regions" and cfg.topic_reference == "builtin" else 0
+    n = min(n, len(texts))
+    own = list(texts[: len(texts) - n])
+    head = embedder.embed(own) if own else None
+    if not n:
+        return np.asarray(head)
+    tail = reference_embeddings(embedder)
+    return tail if head is None else np.vstack([np.asarray(head), tail])
 
 
 def fit_topic_space(

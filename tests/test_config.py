@@ -111,6 +111,17 @@ def test_values_are_converted() -> None:
             {"archive": {"complexity_bins": 10**9, "topic_bins": 1, **PCA}},
             "archive.complexity_bins: complexity_bins * topic_bins ** topic_dims = 1000000000 * 1 ** 2",
         ),
+        *(
+            [
+                (
+                    {"archive": {"topic": "regions", "complexity_bins": 10**6, "topic_regions": 16}},
+                    "archive.complexity_bins: complexity_bins * topic_regions = 1000000 * 16 = 16,000,000 cells "
+                    "would need about 1.7 GB of memory; at most 1,000,000 cells (lower archive.complexity_bins)",
+                )
+            ]
+            if PCA
+            else []
+        ),
         (
             {"archive": {"kind": "cvt", "cvt_cells": 10**6}},
             "archive.cvt_cells: 1,000,000 cells would need about 2.1 GB of memory",

@@ -105,7 +105,24 @@ def load_elites(store: RunStore) -> tuple[pd.DataFrame, dict[str, Any]]:
         "coverage": float(st.coverage),
         "qd_score": float(st.qd_score),
     }
-    return elites_frame(archive), info
+    frame = elites_frame(archive)
+    labels = region_labels(store)
+    if labels:
+        frame["topic_region"] = [_region_of(m, labels) for m in frame["measures"]]
+    return frame, info
+
+
+def region_labels(store: RunStore) -> list[str]:
+    """The names of a run's topic regions ([] for PCA topic axes or categorical cells)."""
+    if store.cfg.domain.categorical or store.cfg.archive.topic_kind != "regions":
+        return []
+    frozen = store.load_projection()
+    return list(getattr(frozen[0], "labels", ()) or ()) if frozen else []
+
+
+def _region_of(measures: Sequence[float], labels: Sequence[str]) -> str:
+    r = int(measures[1]) if len(measures) > 1 else -1
+    return labels[r] if 0 <= r < len(labels) else ""
 
 
 # --------------------------------------------------------------------------- records
@@ -217,6 +234,11 @@ def export_records(
                     parent = str(by_id[parent].get("parent_id") or "")
             order = chosen + [str(ev["id"]) for ev in accepted if str(ev["id"]) in wanted - set(chosen)]
         rows = [(elite_rows[i], True) if i in elite_rows else (_event_row(by_id[i]), False) for i in order]
+        if "topic_region" in extra:
+            labels = region_labels(store)
+            for r, is_elite in rows:
+                if not is_elite and r.get("measures"):
+                    r["topic_region"] = _region_of(r["measures"], labels)
     return [_record(r, extra, axes, e) for r, e in rows], info, frame
 
 
@@ -395,7 +417,7 @@ def export_run(
     manifest["run"] = cfg.run.name
     if embedder is not None:
         manifest["qdc"] = {"file": path.name, "results": _qdc(records, store, embedder)}
-    heatmap = _heatmap(cfg, frame, folder, manifest)
+    heatmap = _heatmap(cfg, frame, folder, manifest, region_labels(store))
     manifest["heatmap"] = heatmap
     atomic_write(folder / CARD, render_card(store, info, manifest, heatmap).encode())
     atomic_write(folder / MANIFEST, (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
@@ -440,7 +462,7 @@ def _qdc(records: list[dict[str, Any]], store: RunStore, embedder: Any) -> dict[
         return {"error": f"{type(e).__name__}: {str(e)[:200]}"}
 
 
-def _heatmap(cfg: Any, frame: pd.DataFrame, folder: Path, manifest: dict[str, Any]) -> str:
+def _heatmap(cfg: Any, frame: pd.DataFrame, folder: Path, manifest: dict[str, Any], regions: Sequence[str] = ()) -> str:
     """Writes the archive heatmap PNG into ``folder`` (unless the same archive's is
     there already); returns its file name ("" if none could be drawn)."""
     import hashlib
@@ -452,7 +474,7 @@ def _heatmap(cfg: Any, frame: pd.DataFrame, folder: Path, manifest: dict[str, An
     try:
         from qdsearch.report import heatmaps
 
-        maps = heatmaps(cfg, frame)
+        maps = heatmaps(cfg, frame, regions)
     except Exception:  # a card without a picture is still a card
         return ""
     if not maps:
@@ -673,8 +695,14 @@ def render_card(store: RunStore, info: Mapping[str, Any], manifest: Mapping[str,
     out.append(f"- operators: {', '.join(ops.names)} (selection: {ops.selection})")
     out.append(f"- endpoint: temperature {ep.temperature}, max_tokens {ep.max_tokens}, json_mode {ep.json_mode}")
     out.append(
-        f"- archive: {a.kind}, complexity_bins {a.complexity_bins}, topic_dims {a.topic_dims}, "
-        f"topic_bins {a.topic_bins}; novelty max_similarity {cfg.novelty.max_similarity}"
+        (
+            f"- archive: {a.kind}, complexity_bins {a.complexity_bins}, {a.topic_regions} topic regions "
+            f"(reference {a.topic_reference}); complexity_blend {cfg.judge.complexity_blend}"
+            if a.topic_kind == "regions"
+            else f"- archive: {a.kind}, complexity_bins {a.complexity_bins}, topic_dims {a.topic_dims}, "
+            f"topic_bins {a.topic_bins}"
+        )
+        + f"; novelty max_similarity {cfg.novelty.max_similarity}"
     )
     out.append(
         f"- budget: max_children {b.max_children}, max_calls {b.max_calls}, max_tokens {b.max_tokens}; "
@@ -696,6 +724,12 @@ def render_card(store: RunStore, info: Mapping[str, Any], manifest: Mapping[str,
 def _axes_text(cfg: Any) -> str:
     if cfg.domain.categorical:
         return " x ".join(f"{k} ({', '.join(v)})" for k, v in cfg.domain.axis_labels().items())
+    if cfg.archive.topic_kind == "regions":
+        return (
+            f"complexity ({cfg.archive.complexity_bins} bins; judged blended with an LLM-free count of requirements) "
+            f"and {cfg.archive.topic_regions} named topic regions of sentence-embedding space (each record's "
+            "`topic_region`)"
+        )
     return "complexity and a topic projection of sentence embeddings"
 
 

@@ -231,3 +231,25 @@ def test_refit_makes_a_new_run_from_the_samples_and_resumes(fake_openai: Any, tm
     assert len(children) == 8 and len({e["id"] for e in after if "id" in e}) == len([e for e in after if "id" in e])
     with pytest.raises(RefitError, match="exists already"):
         refit_run(old_path, "r2")
+
+
+def test_exports_name_each_records_topic_region(fake_openai: Any, tmp_path: Path) -> None:
+    from qdsearch.export import export_records, export_run
+
+    fake = fake_openai(fake_world.world)
+    cfg = cfg_for(fake.base_url, tmp_path, budget={"max_children": 10})
+    campaign, store = run(cfg)
+    store.close()
+    space = campaign.projection
+    assert isinstance(space, TopicRegions)
+    store = RunStore.open(store.path, write=False)
+    for selection in ("elites", "lineage", "all"):
+        records, _, _ = export_records(store, selection)  # type: ignore[arg-type]
+        assert records
+        for r in records:
+            assert r["topic_region"] == space.labels[int(r["measures"][1])]
+    out = export_run(store.path, "jsonl", embedder=None)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert all(r["topic_region"] in space.labels for r in rows)
+    card = (out.parent / "README.md").read_text()
+    assert "named topic regions" in card

@@ -12,16 +12,11 @@ from typing import Protocol
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job
+from qdsearch.runtime.errors import JobLost
 from qdsearch.runtime.inprocess import InProcessRuntime
 from qdsearch.types import Candidate
 
 __all__ = ["InProcessRuntime", "JobLost", "Runtime", "make_runtime"]
-
-
-class JobLost(RuntimeError):
-    """A job the runtime could not run to its end (its worker process died on every
-    try). The child is counted as lost, never as a reject: its calls may have been
-    made but their outcome is unknown."""
 
 
 class Runtime(Protocol):

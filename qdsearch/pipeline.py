@@ -9,9 +9,9 @@ elimination rules all end as rejects with the accounting of every call made;
 nothing is scored that was not judged.
 
 Judge injection (``[judge] injection``): a child whose text tries to steer its judge
-(:func:`qdsearch.judge.injection.scan`) is rejected as ``judge_injection`` before the
-judge is called (before the respond call too when the instruction or input is the
-culprit), or judged with its quality lowered by ``injection_penalty``; with ``"off"``
+(the checks of ``[judge] injection_check``: :mod:`qdsearch.judge.screening`) is
+rejected as ``judge_injection`` before the judge is called (before the respond call
+too when the instruction or input is the culprit), or judged with its quality lowered by ``injection_penalty``; with ``"off"``
 it is judged as written.
 """
 
@@ -26,8 +26,9 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
-from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, scan, to_judgement
-from qdsearch.judge.injection import injection_reject, penalize
+from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, to_judgement
+from qdsearch.judge.injection import penalize
+from qdsearch.judge.screening import Screening, require, screen_sample
 from qdsearch.llm.client import CallRecord, LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
 from qdsearch.types import Candidate, Judgement, Sample
@@ -83,6 +84,7 @@ class Worker:
         self.target = LLMClient(self.cfg.target) if self.cfg.target.base_url else self.client
         self.grader = LLMClient(self.cfg.grader) if self.cfg.grader.base_url else self.client
         self.domain = make_domain(self.cfg)
+        require(self.cfg)  # judge.injection_check's model package, before any child
         if self.operators is None:
             self.operators = resolve(self.cfg.operators.names, domain_operators(self.cfg))
 
@@ -162,38 +164,42 @@ async def _respond(sample: Sample, ctx: EvalContext) -> Sample:
 async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
     """Instruction data: answers the instruction (unless it has a response), then judges it.
 
-    With ``judge.injection == "reject"`` a sample flagged by
-    :func:`~qdsearch.judge.injection.scan` is rejected before the judge call (and
-    before the respond call if its instruction or input is flagged); with
-    ``"penalize"`` it is judged and its quality lowered by ``judge.injection_penalty``.
+    With ``judge.injection == "reject"`` a sample flagged by the checks of
+    ``judge.injection_check`` (:func:`~qdsearch.judge.screening.screen_sample`) is
+    rejected before the judge call (and before the respond call if its instruction or
+    input is flagged); with ``"penalize"`` it is judged and its quality lowered by
+    ``judge.injection_penalty``. The detail names the check that flagged it.
 
     Raises:
         OperatorReject: the response is unusable; JudgeReject: no usable verdict, or
             ``judge_injection``; LLMError: an endpoint failed.
     """
     policy = ctx.cfg.judge.injection
+    passed: frozenset[str] = frozenset()
     if policy == "reject":
-        flags = scan(sample)
-        if flags:
-            raise with_sample(injection_reject(flags), sample)
+        found = await screen_sample(sample, ctx, ask=False)
+        if found:
+            raise with_sample(found.reject(), sample)
+        passed = found.classified
     if not sample.response:
         sample = await _respond(sample, ctx)
-    flags = scan(sample) if policy != "off" else []
-    if flags and policy == "reject":
-        raise with_sample(injection_reject(flags), sample)
+    found = await screen_sample(sample, ctx, skip=passed) if policy != "off" else Screening()
+    if found and policy == "reject":
+        raise with_sample(found.reject(), sample)
     try:
         parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
     except JudgeReject as e:
         raise with_sample(e, sample) from None
     # The judged complexity is returned as judged; the campaign blends it with the
     # LLM-free measure using the run's frozen weight (see descriptors.complexity).
-    return sample, penalize(to_judgement(parts), flags, ctx.cfg.judge.injection_penalty)
+    return sample, found.penalize(to_judgement(parts), ctx.cfg.judge.injection_penalty)
 
 
 async def run_job(job: Job, worker: Worker) -> Candidate:
     """Makes one child (or judges one seed). Never raises for model misbehaviour."""
     rng = np.random.default_rng(job.seed)
     calls: list[dict[str, Any]] = []
+    notes: list[str] = []
     parent = job.parent
     sample = parent
     if job.operator != SEED_OPERATOR:
@@ -225,13 +231,15 @@ async def run_job(job: Job, worker: Worker) -> Candidate:
                 reason = check_response(resp, comp.finish_reason)
                 if reason:
                     return Candidate(sample, reject=reason, calls=tuple(calls))
-        ctx = EvalContext(worker.cfg, worker.client, worker.target, worker.grader, rng, calls)
+        ctx = EvalContext(worker.cfg, worker.client, worker.target, worker.grader, rng, calls, notes)
         sample, judgement = await worker.domain.evaluate(sample, ctx)
-        return Candidate(sample, judgement=judgement, calls=tuple(calls))
+        return Candidate(sample, judgement=judgement, detail="; ".join(notes)[:300], calls=tuple(calls))
     except (OperatorReject, JudgeReject) as e:
         # An evaluation that produced text before failing (a response) attaches the sample.
         sample = getattr(e, "sample", None) or sample
-        return Candidate(sample, reject=e.reason, detail=e.detail[:300], calls=tuple(calls))
+        detail = "; ".join([e.detail, *notes]) if notes else e.detail
+        return Candidate(sample, reject=e.reason, detail=detail[:300], calls=tuple(calls))
     except LLMError as e:
         calls.append(_rec(e.record))
-        return Candidate(sample, reject=f"llm_{e.record.outcome}", detail=str(e)[:300], calls=tuple(calls))
+        detail = "; ".join([str(e), *notes]) if notes else str(e)
+        return Candidate(sample, reject=f"llm_{e.record.outcome}", detail=detail[:300], calls=tuple(calls))

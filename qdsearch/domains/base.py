@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +29,8 @@ class EvalContext:
         grader: the endpoint grading against a rubric (``client`` when unset).
         rng: the job's randomness (nonces, subsets).
         calls: every LLM call's record is appended here, in order.
+        notes: remarks for the child's ``detail`` (e.g. an injection check that got
+            no usable answer).
     """
 
     cfg: CampaignConfig
@@ -37,6 +39,7 @@ class EvalContext:
     grader: LLMClient
     rng: np.random.Generator
     calls: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
 
     async def chat(self, which: LLMClient, messages: Sequence[Mapping[str, str]], **kw: Any) -> Completion:
         """``which.chat(...)``, recording the call (failed calls are recorded by the caller

@@ -21,7 +21,8 @@ from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext, with_sample
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
 from qdsearch.judge import JudgeReject
-from qdsearch.judge.injection import injection_reject, neutralize, penalize, scan
+from qdsearch.judge.injection import neutralize
+from qdsearch.judge.screening import Screening, screen_sample
 from qdsearch.operators import BUILTIN, PromptOperator, check_response
 from qdsearch.operators.evol import OperatorReject
 from qdsearch.seeds import load_seeds
@@ -96,12 +97,16 @@ class CustomDomain(InstructionDomain):
         applies as in the instruction domain (reject / penalize / off)."""
         d = self.cfg.domain
         policy = self.cfg.judge.injection
-        if policy == "reject" and (flags := scan(sample)):
-            raise with_sample(injection_reject(flags), sample)
+        passed: frozenset[str] = frozenset()
+        if policy == "reject":
+            found = await screen_sample(sample, ctx, ask=False)
+            if found:
+                raise with_sample(found.reject(), sample)
+            passed = found.classified
         sample = await respond(sample, ctx, system=f"Write the {d.response_label} for the {d.instruction_label}.")
-        flags = scan(sample) if policy != "off" else []
-        if flags and policy == "reject":
-            raise with_sample(injection_reject(flags), sample)
+        found = await screen_sample(sample, ctx, skip=passed) if policy != "off" else Screening()
+        if found and policy == "reject":
+            raise with_sample(found.reject(), sample)
         show = neutralize if policy != "off" else str
         material = [(d.instruction_label.capitalize(), show(sample.instruction))]
         if sample.input:
@@ -123,6 +128,6 @@ class CustomDomain(InstructionDomain):
                 continue
             cx = g["complexity"] if want_complexity else cheap_complexity(sample)
             judgement = Judgement(g["quality"], cx, g["reason"], g["labels"])
-            return sample, penalize(judgement, flags, self.cfg.judge.injection_penalty)
+            return sample, found.penalize(judgement, self.cfg.judge.injection_penalty)
         assert last is not None
         raise with_sample(JudgeReject(f"judge_{last.reason}", last.detail), sample)

@@ -40,6 +40,9 @@ def make_runtime(
     """The runtime the config asks for (``runtime.kind``)."""
     if cfg.runtime.kind == "inprocess":
         return InProcessRuntime(cfg, endpoint, operators)
+    from qdsearch.judge.screening import require
     from qdsearch.runtime.ray import RayRuntime
+
+    require(cfg)  # on the driver, before any actor starts
 
     return RayRuntime(cfg, endpoint, operators, address=ray_address or cfg.runtime.ray_address)

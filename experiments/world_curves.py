@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines
 
 from qdsearch.config import CampaignConfig, from_dict
+from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.descriptors.embedding import make_embedder
 from qdsearch.seeds import load_seeds
 from qdsearch.world import WorldConfig, WorldServer
@@ -55,18 +56,51 @@ METHODS = (*baselines.METHODS, TUNED)
 DEFAULT_METHODS = baselines.METHODS
 
 
+GEOMETRIES = ("world", "real")
+DESCRIPTORS = ("old", "new")
+# The descriptor setups: "old" is the pinned 5 x 4 x 4 PCA grid with the judged complexity
+# alone (what world_ci's verdicts were set on), "new" the engine defaults (16 topic regions
+# x 5 bins of the judged complexity blended half and half with the LLM-free one).
+DESCRIPTOR_KEYS: dict[str, dict[str, dict[str, Any]]] = {
+    "old": {"judge": {"complexity_blend": 0.0},
+            "archive": {"kind": "grid", "topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4}},
+    "new": {"judge": {}, "archive": {"kind": "grid"}},
+}  # fmt: skip
+
+
+def embedding_keys(geometry: str, url: str) -> dict[str, Any]:
+    """``[embedding]`` for a geometry: ``world`` embeds with the world endpoint (embeddings
+    follow the topic words by construction), ``real`` with the local sentence-transformer
+    (all-MiniLM-L6-v2, the spread of real text: descriptor collapse shows)."""
+    if geometry == "world":
+        return {"backend": "endpoint", "base_url": url, "model": "qdsearch-world"}
+    if geometry == "real":
+        return {"backend": "sentence-transformers"}
+    raise ValueError(f"geometry: expected one of {list(GEOMETRIES)}, got {geometry!r}")
+
+
 def world_config(
-    url: str, seed: int, seeds_path: str, in_flight: int, operators: dict[str, Any] | None = None
+    url: str,
+    seed: int,
+    seeds_path: str,
+    in_flight: int,
+    operators: dict[str, Any] | None = None,
+    geometry: str = "world",
+    descriptors: str = "old",
 ) -> CampaignConfig:
-    """The campaign config every method shares: the world for chat and embeddings, a 5 x 4 x 4 grid."""
+    """The campaign config every method shares: the world for chat, embeddings from ``geometry``
+    (:func:`embedding_keys`), the archive and complexity blend of ``descriptors``
+    (:data:`DESCRIPTOR_KEYS`; default ``old``, the 5 x 4 x 4 PCA grid)."""
+    if descriptors not in DESCRIPTOR_KEYS:
+        raise ValueError(f"descriptors: expected one of {list(DESCRIPTORS)}, got {descriptors!r}")
     cfg = from_dict(
         {
             "run": {"name": "world-curves", "seed": seed},
             "endpoint": {"base_url": url, "model": "qdsearch-world", "json_mode": "json_object",
                          "concurrency": in_flight, "timeout_s": 30.0, "backoff_s": 0.05},
-            "embedding": {"backend": "endpoint", "base_url": url, "model": "qdsearch-world"},
+            "embedding": embedding_keys(geometry, url),
             "seeds": {"path": seeds_path},
-            "judge": {"complexity_blend": 0.0}, "archive": {"kind": "grid", "topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+            **DESCRIPTOR_KEYS[descriptors],
             "operators": {"names": baselines.ALL_OPS, "selection": "ucb", **(operators or {})},
             "runtime": {"kind": "inprocess", "in_flight": in_flight, "embed_batch": 8},
         }
@@ -80,8 +114,107 @@ def with_url(cfg: CampaignConfig, url: str) -> CampaignConfig:
     return dataclasses.replace(
         cfg,
         endpoint=dataclasses.replace(cfg.endpoint, base_url=url),
-        embedding=dataclasses.replace(cfg.embedding, base_url=url),
+        embedding=dataclasses.replace(cfg.embedding, base_url=url)
+        if cfg.embedding.backend == "endpoint"
+        else cfg.embedding,
     )
+
+
+_LOCAL_EMBEDDERS: dict[tuple[str, str], Any] = {}
+
+
+def _embedder(cfg: CampaignConfig) -> Any:
+    """The embedder of ``cfg``; a local model is loaded once per process (world endpoints: one per server)."""
+    e = cfg.embedding
+    if e.backend == "endpoint":
+        return make_embedder(e)
+    key = (e.backend, e.model)
+    if key not in _LOCAL_EMBEDDERS:
+        _LOCAL_EMBEDDERS[key] = make_embedder(e)
+    return _LOCAL_EMBEDDERS[key]
+
+
+def blended(items: list[baselines.Item], space: Any) -> list[baselines.Item]:
+    """The archive-free methods' children with the run's frozen complexity blend applied to their
+    judged complexity (MAP-Elites children already carry the blended one, with their measures)."""
+    w = float(getattr(space, "complexity_blend", 0.0))
+    if w <= 0:
+        return items
+    return [
+        dataclasses.replace(it, complexity=blend_complexity(it.complexity, it.sample, w))
+        if it.measures is None and it.complexity is not None
+        else it
+        for it in items
+    ]
+
+
+def _topic_cells(cfg: CampaignConfig, measures: np.ndarray) -> np.ndarray:
+    """(n,) topic cell (complexity ignored) of (n, 1 + topic dims) archive measures."""
+    a = cfg.archive
+    if a.topic_kind == "regions":
+        return np.floor(measures[:, 1]).astype(int)
+    idx = np.clip(((measures[:, 1:] + a.topic_range) / (2 * a.topic_range) * a.topic_bins).astype(int), 0,
+                  a.topic_bins - 1)  # fmt: skip
+    return np.ravel_multi_index(tuple(idx.T), (a.topic_bins,) * idx.shape[1]).astype(int)
+
+
+def truth_of(
+    cfg: CampaignConfig,
+    frozen: tuple[Any, np.ndarray | None],
+    world: Any,
+    seeds: list[baselines.Item],
+    items: list[baselines.Item],
+    budget: int,
+) -> dict[str, float]:
+    """The world's truth about a method's archive after ``budget`` calls, on a grid that does not
+    depend on the geometry or the descriptors: true topic (9) x true complexity in 5 bins (45 cells).
+
+    ``topic_cells``: occupied topic cells of the run's archive (of 16 in both layouts);
+    ``true_cells`` / ``true_topics``: distinct true cells / topics among its elites;
+    ``true_qd``: the sum over true cells of the best noise-free quality of its elites there;
+    ``gen_true_cells``: distinct true cells among every judged sample (seeds included) within
+    the budget, archived or not; ``topic_ami``: adjusted mutual information between the run's
+    topic cell and the true topic over those samples (1: the cells follow the true topics).
+    """
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from qdsearch.archive import add_sample, elites_frame, make_archive
+    from qdsearch.world.model import topic_of
+
+    archive = make_archive(cfg.archive, frozen[1])
+    judged: list[baselines.Item] = []
+    for it in seeds:
+        add_sample(archive, it.sample, it.quality, it.measures, it.complexity)  # type: ignore[arg-type]
+        judged.append(it)
+    spent = 0
+    for it in items:
+        if spent + it.calls > budget:
+            break
+        spent += it.calls
+        if it.quality is not None and it.complexity is not None and it.measures is not None:
+            add_sample(archive, it.sample, it.quality, it.measures, it.complexity)
+            judged.append(it)
+
+    def true_cell(instruction: str, inp: str) -> tuple[str, int]:
+        latent = world.latent_of(f"{instruction}\n\n{inp}" if inp else instruction)
+        return topic_of(latent), int(np.clip((world.true_complexity(latent) - 1.0) / 9.0 * 5, 0, 4))
+
+    el = elites_frame(archive)
+    best: dict[tuple[str, int], float] = {}
+    for r in el.itertuples():
+        c = true_cell(r.instruction, r.input)
+        best[c] = max(best.get(c, -np.inf), world.sample_quality(r.instruction, r.input, r.response))
+    gen = [true_cell(it.sample.instruction, it.sample.input) for it in judged]
+    cells = _topic_cells(cfg, np.stack([np.asarray(it.measures, dtype=float) for it in judged]))
+    occupied = _topic_cells(cfg, np.stack([np.asarray(m, dtype=float) for m in el["measures"]])) if len(el) else []
+    return {
+        "topic_cells": float(len(set(np.asarray(occupied).tolist()))),
+        "true_cells": float(len(best)),
+        "true_topics": float(len({t for t, _ in best})),
+        "true_qd": float(sum(best.values())),
+        "gen_true_cells": float(len(set(gen))),
+        "topic_ami": float(adjusted_mutual_info_score([t for t, _ in gen], cells)),
+    }
 
 
 async def run_repeat(
@@ -93,11 +226,16 @@ async def run_repeat(
     in_flight: int,
     tuned: dict[str, float] | None = None,
     optimum: bool = True,
+    geometry: str = "world",
+    descriptors: str = "old",
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Counter[str]]]:
     """One repeat: the shared seed phase, every method's curve, and (with ``optimum``) the optimum.
 
     With ``in_flight = 1`` a repeat is exactly reproducible (the world's request counters
-    do not depend on arrival order).
+    do not depend on arrival order). ``geometry`` and ``descriptors``: see :func:`world_config`;
+    the optimum needs the world's own geometry (it places word sets by the world's
+    embeddings), so ``geometry = "real"`` has none. Each curve row at the last checkpoint
+    also gets the world's truth about the method's final archive (:func:`truth_of`).
 
     Returns:
         (curve rows, {"opt_qd_score", "opt_coverage", "opt_cells", "seeds_judged"},
@@ -105,8 +243,9 @@ async def run_repeat(
     """
     srv = WorldServer(world).start()
     try:
-        cfg = world_config(srv.base_url, world.seed, seeds_path, in_flight)
-        embedder = await asyncio.to_thread(make_embedder, cfg.embedding)
+        cfg = world_config(srv.base_url, world.seed, seeds_path, in_flight, geometry=geometry, descriptors=descriptors)
+        embedder = await asyncio.to_thread(_embedder, cfg)
+        optimum = optimum and geometry == "world"
         shared = await baselines.seed_phase(cfg, load_seeds(cfg.seeds.path, cfg.seeds.limit), embedder, cfg.endpoint)
         assert shared.frozen is not None
         opt = await asyncio.to_thread(optimal_archive, srv.world, shared.frozen[0], cfg.archive) if optimum else None
@@ -121,7 +260,7 @@ async def run_repeat(
         srv = WorldServer(world).start()  # a fresh server: the same world, no counters from other methods
         try:
             mcfg = with_url(cfg, srv.base_url)
-            embedder = await asyncio.to_thread(make_embedder, mcfg.embedding)
+            embedder = await asyncio.to_thread(_embedder, mcfg)
             base = method
             if method == TUNED:
                 base = "qdsearch"
@@ -130,9 +269,12 @@ async def run_repeat(
             t = time.monotonic()
             items = await baselines.run_method(base, mcfg, shared, embedder, mcfg.endpoint, budget, rng)
             wall = time.monotonic() - t
+            items = blended(items, shared.frozen[0])
             curve = await asyncio.to_thread(baselines.curve, mcfg, shared.frozen, embedder, seeds, items, checkpoints)
         finally:
             srv.stop()
+        for k, v in truth_of(mcfg, shared.frozen, srv.world, seeds, items, budget).items():
+            curve[k] = np.where(curve["calls"] == curve["calls"].max(), v, np.nan)
         curve.insert(0, "method", method)
         curve["wall_s"] = round(wall, 2)
         frames.append(curve)
@@ -172,7 +314,7 @@ def paired(df: pd.DataFrame, a: str, b: str, calls: int, key: str = "qd_score") 
     return m, h, int((d > 0).sum())
 
 
-def plot(summary: pd.DataFrame, opt: dict[str, float], path: Path, title: str) -> None:
+def plot(summary: pd.DataFrame, opt: dict[str, float] | None, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,7 +326,8 @@ def plot(summary: pd.DataFrame, opt: dict[str, float], path: Path, title: str) -
             x, y, h = g["calls"].to_numpy(), g[f"{key}_mean"].to_numpy(), np.nan_to_num(g[f"{key}_ci"].to_numpy())
             (line,) = ax.plot(x, y, label=str(method), lw=1.8, ls="--" if method == TUNED else "-")
             ax.fill_between(x, y - h, y + h, color=line.get_color(), alpha=0.18, lw=0)
-        ax.axhline(opt[key], color="black", ls=":", lw=1.2, label=f"optimum (mean {opt[key]:.3g})")
+        if opt is not None:
+            ax.axhline(opt[key], color="black", ls=":", lw=1.2, label=f"optimum (mean {opt[key]:.3g})")
         ax.set_xlabel("LLM calls (counted)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -193,6 +336,9 @@ def plot(summary: pd.DataFrame, opt: dict[str, float], path: Path, title: str) -
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+TRUTH = ("topic_cells", "true_cells", "true_topics", "true_qd", "gen_true_cells", "topic_ami")
 
 
 def _fmt(m: float, h: float, digits: int) -> str:
@@ -209,8 +355,9 @@ def markdown(
     wall: float,
 ) -> str:
     shown = sorted({args.budget // 4, args.budget // 2, args.budget} & set(summary["calls"]))
-    opt_q = t_interval(np.array([i["opt_qd_score"] for i in infos]))
-    opt_c = t_interval(np.array([i["opt_coverage"] for i in infos]))
+    has_opt = "opt_qd_score" in infos[0]
+    opt_q = t_interval(np.array([i["opt_qd_score"] for i in infos])) if has_opt else (np.nan, np.nan)
+    opt_c = t_interval(np.array([i["opt_coverage"] for i in infos])) if has_opt else (np.nan, np.nan)
     lines = [
         "# QD-score and coverage against LLM calls in the synthetic world",
         "",
@@ -230,8 +377,21 @@ def markdown(
         f"- budget: {args.budget} counted LLM calls per method, checkpoints every {args.step}; MAP-Elites methods "
         "count every call of a child (operator + respond + judge), the archive-free ones their generation calls "
         "(operator + respond; their judging is evaluation)",
-        f"- grid: complexity 5 bins x 2 topic dims x 4 bins = 80 cells, the shared frozen projection of each "
-        f"repeat; in flight {args.in_flight}",
+        (
+            "- grid: complexity 5 bins x 2 topic dims x 4 bins = 80 cells (PCA), judged complexity alone, "
+            if args.descriptors == "old"
+            else "- grid: complexity 5 bins x 16 topic regions = 80 cells (the defaults), complexity blended 0.5 with the "
+            "LLM-free measure (archive-free methods' children blended here too), "
+        )
+        + f"the shared frozen topic space of each repeat; in flight {args.in_flight}",
+        f"- geometry: {args.geometry} ("
+        + (
+            "the world endpoint's embeddings, which follow the topic words by construction)"
+            if args.geometry == "world"
+            else "texts embedded with the real sentence-transformer all-MiniLM-L6-v2; no optimum: it needs the world's "
+            "own geometry)"
+        )
+        + "",
         "- intervals: 95% t-intervals over repeats (n = number of repeats)",
     ]
     if TUNED in args.methods:
@@ -239,8 +399,12 @@ def markdown(
                      f"= {args.tuned_exploration} (engine defaults: 0.97, 0.3)")  # fmt: skip
     lines += [
         "",
-        f"Optimum on the same grids (`truth.optimal_archive`, noise-free): QD-score {_fmt(*opt_q, 1)}, "
-        f"coverage {_fmt(*opt_c, 3)}.",
+        (
+            f"Optimum on the same grids (`truth.optimal_archive`, noise-free): QD-score {_fmt(*opt_q, 1)}, "
+            f"coverage {_fmt(*opt_c, 3)}."
+            if has_opt
+            else "No optimum (real geometry)."
+        ),
         "",
         "## Mean ± 95% CI",
         "",
@@ -252,8 +416,18 @@ def markdown(
         cells = [_fmt(s.loc[c, "qd_score_mean"], s.loc[c, "qd_score_ci"], 1) for c in shown]
         cells += [_fmt(s.loc[c, "coverage_mean"], s.loc[c, "coverage_ci"], 3) for c in shown]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines.append(f"| optimum | {' | '.join([_fmt(*opt_q, 1)] * len(shown))} | "
-                 f"{' | '.join([_fmt(*opt_c, 3)] * len(shown))} |")  # fmt: skip
+    if has_opt:
+        lines.append(f"| optimum | {' | '.join([_fmt(*opt_q, 1)] * len(shown))} | "
+                     f"{' | '.join([_fmt(*opt_c, 3)] * len(shown))} |")  # fmt: skip
+    truth = [k for k in TRUTH if k in df.columns]
+    if truth:
+        last = df[df["calls"] == args.budget]
+        lines += ["", f"## World truth of the final archives @ {args.budget} (see `truth_of`)", "",
+                  "| method | " + " | ".join(truth) + " |", "|---|" + "---:|" * len(truth)]  # fmt: skip
+        for method in args.methods:
+            g = last[last["method"] == method]
+            lines.append(f"| {method} | " + " | ".join(
+                _fmt(*t_interval(g[k].to_numpy()), 3 if k == "topic_ami" else 1) for k in truth) + " |")  # fmt: skip
     if "qdsearch" in args.methods:
         lines += ["", "## Paired differences, qdsearch minus each method (QD-score)", "",
                   "| other | " + " | ".join(f"@ {c}" for c in shown) + " |", "|---|" + "---:|" * len(shown)]  # fmt: skip
@@ -314,7 +488,8 @@ async def main_async(args: argparse.Namespace) -> tuple[pd.DataFrame, list[dict[
     for r in range(args.repeats):
         world = WorldConfig(seed=args.first_seed + r, **world_traps(args))
         print(f"repeat {r}: world seed {world.seed}", file=sys.stderr, flush=True)
-        df, info, p = await run_repeat(world, args.methods, args.budget, checkpoints, args.seeds, args.in_flight, tuned)
+        df, info, p = await run_repeat(world, args.methods, args.budget, checkpoints, args.seeds, args.in_flight, tuned,
+                                       geometry=args.geometry, descriptors=args.descriptors)  # fmt: skip
         df.insert(0, "repeat", r)
         df.insert(1, "world_seed", world.seed)
         for k, v in info.items():
@@ -339,6 +514,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tuned-exploration", type=float, default=0.1)
     p.add_argument("--stall", default="", help="comma list of operators that stall (only rephrase) from the "
                    "first request (the world's payoff-switch trap at request 1); default: none")  # fmt: skip
+    p.add_argument("--geometry", choices=GEOMETRIES, default="world", help="embeddings: the world endpoint's "
+                   "(follow the topic words by construction) or the real sentence-transformer's (all-MiniLM-L6-v2, "
+                   "the spread of real text; no optimum then)")  # fmt: skip
+    p.add_argument("--descriptors", choices=DESCRIPTORS, default="old", help="old: the 5 x 4 x 4 PCA grid, judged "
+                   "complexity alone; new: the engine defaults (16 topic regions x 5 bins, complexity blend 0.5)")  # fmt: skip
     p.add_argument("--out", default=str(ROOT / "experiments/results"))
     p.add_argument("--name", default="world-curves", help="stem of the result files")
     args = p.parse_args(argv)
@@ -359,10 +539,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarise(df)
     cmd = "python experiments/world_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
     (out / f"{args.name}.md").write_text(markdown(args, cmd, df, summary, infos, pulls, wall))
-    opt = {"qd_score": float(np.mean([i["opt_qd_score"] for i in infos])),
-           "coverage": float(np.mean([i["opt_coverage"] for i in infos]))}  # fmt: skip
+    opt = ({"qd_score": float(np.mean([i["opt_qd_score"] for i in infos])),
+            "coverage": float(np.mean([i["opt_coverage"] for i in infos]))}
+           if "opt_qd_score" in infos[0] else None)  # fmt: skip
     title = (f"Synthetic world, {args.repeats} worlds (seeds {args.first_seed}..{args.first_seed + args.repeats - 1}),"
-             f" mean and 95% CI; 80-cell grid")  # fmt: skip
+             f" mean and 95% CI; 80-cell grid ({args.descriptors} descriptors, {args.geometry} geometry)")  # fmt: skip
     plot(summary, opt, out / f"{args.name}.png", title)
     print(out / f"{args.name}.md")
     return 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from qdsearch.archive import add_sample, elites_frame, make_archive, make_centroids
+from qdsearch.archive import add_sample, elites_frame, make_archive, make_centroids, measure_ranges
 from qdsearch.config import ArchiveConfig, from_dict
 from qdsearch.types import Sample
 
@@ -120,19 +120,25 @@ def embedding_throughput(n: int, threads: int = 2, batch_size: int = 64) -> dict
 
 def insertion_cost(n: int, repeats: int = 5) -> dict[str, Any]:
     """µs per :func:`qdsearch.archive.add_sample` (the whole per-child archive cost: add and
-    cell index) on the default grid (5 x 6 x 6 cells) and on a 1000-cell CVT archive,
+    cell index) on the default grid (5 complexity bins x 16 topic regions), the old PCA
+    grid (5 x 6 x 6 cells) and a 1000-cell CVT archive,
     each filled first; the best of ``repeats`` passes of ``n`` adds (least disturbed by
     other processes)."""
     rng = np.random.default_rng(0)
     samples = _samples(n)
     out: dict[str, Any] = {"adds": n}
-    for name, cfg in (("grid", ArchiveConfig()), ("cvt1000", ArchiveConfig(kind="cvt", cvt_cells=1000))):
+    configs = (
+        ("grid", ArchiveConfig()),
+        ("pca_grid", ArchiveConfig(topic="pca")),
+        ("cvt1000", ArchiveConfig(kind="cvt", cvt_cells=1000)),
+    )
+    for name, cfg in configs:
         centroids = make_centroids(cfg, 0) if cfg.kind == "cvt" else None
         best = float("inf")
         for r in range(repeats):
             archive = make_archive(cfg, centroids)
             q = rng.integers(1, 11, size=2 * n).astype(float)
-            m = np.column_stack([rng.uniform(1, 10, 2 * n), rng.uniform(-2.5, 2.5, (2 * n, cfg.topic_dims))])
+            m = np.column_stack([rng.uniform(lo, hi, 2 * n) for lo, hi in measure_ranges(cfg)])
             for i in range(n):  # fill first: a realistic, mostly occupied archive
                 add_sample(archive, samples[i], q[n + i], m[n + i], 3.0)
             t = time.perf_counter()
@@ -151,7 +157,7 @@ def snapshot_time(elites: int) -> dict[str, Any]:
     from qdsearch.store import RunStore
 
     side = int(np.ceil(np.sqrt(elites / 10)))
-    cfg = ArchiveConfig(complexity_bins=10, topic_dims=2, topic_bins=side)
+    cfg = ArchiveConfig(topic="pca", complexity_bins=10, topic_dims=2, topic_bins=side)
     archive = make_archive(cfg)
     samples = _samples(elites)
     cells = np.arange(10 * side * side)[:elites]
@@ -164,7 +170,7 @@ def snapshot_time(elites: int) -> dict[str, Any]:
         add_sample(archive, s, 5.0, meas, float(meas[0]))
     n = int(archive.stats.num_elites)
     with tempfile.TemporaryDirectory(prefix="qds-bench-snap-") as tmp:
-        run_cfg = from_dict({"run": {"name": "snap", "out_dir": tmp}, "archive": {"complexity_bins": 10}})
+        run_cfg = from_dict({"run": {"name": "snap", "out_dir": tmp}, "archive": {"topic": "pca", "complexity_bins": 10}})
         store = RunStore.create(run_cfg)
         state = {"children": elites, "wall_s": 1.0}
         best_frame, best_total = float("inf"), float("inf")

@@ -325,6 +325,7 @@ def run(sizes: Sizes, *, distilabel: bool = True, emit: Any = print) -> dict[str
     res["insertion"] = ins = micro.insertion_cost(sizes.insert_adds, sizes.insert_repeats)
     emit(
         f"archive insertion: {ins['grid_us']:.0f} us/child (default grid, {ins['grid_elites']} elites), "
+        f"{ins['pca_grid_us']:.0f} us/child (PCA grid 5x6x6, {ins['pca_grid_elites']} elites), "
         f"{ins['cvt1000_us']:.0f} us/child (CVT 1000 cells, {ins['cvt1000_elites']} elites)"
     )
     res["snapshot"] = snap = micro.snapshot_time(sizes.snapshot_elites)

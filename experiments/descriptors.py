@@ -81,28 +81,24 @@ def _auc(pos: list[float], neg: list[float]) -> float:
 Assign = Callable[[np.ndarray], np.ndarray]
 
 
-def design_pca_grid(seeds: np.ndarray, ref: np.ndarray, bins: int = 6, rng_seed: int = 0) -> tuple[Assign, int]:
+def _pca_grid(fit: np.ndarray, bins: int) -> tuple[Assign, int]:
+    proj = TopicProjection.fit(fit, 2, 2.5)
+
+    def assign(x: np.ndarray) -> np.ndarray:
+        idx = np.clip(((proj.transform(x) + 2.5) / 5.0 * bins).astype(int), 0, bins - 1)
+        return idx[:, 0] * bins + idx[:, 1]
+
+    return assign, bins * bins
+
+
+def design_pca_grid(seeds: np.ndarray, ref: np.ndarray, rng_seed: int = 0) -> tuple[Assign, int]:
     """Today's default before this change: PCA-2 fitted on the seeds, 6x6 topic cells."""
-    proj = TopicProjection.fit(seeds, 2, 2.5)
-
-    def assign(x: np.ndarray) -> np.ndarray:
-        c = proj.transform(x)
-        idx = np.clip(((c + 2.5) / 5.0 * bins).astype(int), 0, bins - 1)
-        return idx[:, 0] * bins + idx[:, 1]
-
-    return assign, bins * bins
+    return _pca_grid(seeds, 6)
 
 
-def design_pca_grid_ref(seeds: np.ndarray, ref: np.ndarray, bins: int = 4, rng_seed: int = 0) -> tuple[Assign, int]:
+def design_pca_grid_ref(seeds: np.ndarray, ref: np.ndarray, rng_seed: int = 0) -> tuple[Assign, int]:
     """PCA-2 fitted on seeds + the shipped reference (wider spread), 4x4 cells."""
-    proj = TopicProjection.fit(np.vstack([seeds, ref]), 2, 2.5)
-
-    def assign(x: np.ndarray) -> np.ndarray:
-        c = proj.transform(x)
-        idx = np.clip(((c + 2.5) / 5.0 * bins).astype(int), 0, bins - 1)
-        return idx[:, 0] * bins + idx[:, 1]
-
-    return assign, bins * bins
+    return _pca_grid(np.vstack([seeds, ref]), 4)
 
 
 def design_cvt_pca8(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: int = 0) -> tuple[Assign, int]:

@@ -26,9 +26,10 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
+from qdsearch.domains.base import screen_around_respond
 from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, to_judgement
 from qdsearch.judge.injection import penalize
-from qdsearch.judge.screening import Screening, require, screen_sample
+from qdsearch.judge.screening import require
 from qdsearch.llm.client import CallRecord, LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
 from qdsearch.types import Candidate, Judgement, Sample
@@ -174,18 +175,11 @@ async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, J
         OperatorReject: the response is unusable; JudgeReject: no usable verdict, or
             ``judge_injection``; LLMError: an endpoint failed.
     """
-    policy = ctx.cfg.judge.injection
-    passed: frozenset[str] = frozenset()
-    if policy == "reject":
-        found = await screen_sample(sample, ctx, ask=False)
-        if found:
-            raise with_sample(found.reject(), sample)
-        passed = found.classified
-    if not sample.response:
-        sample = await _respond(sample, ctx)
-    found = await screen_sample(sample, ctx, skip=passed) if policy != "off" else Screening()
-    if found and policy == "reject":
-        raise with_sample(found.reject(), sample)
+
+    async def respond(s: Sample) -> Sample:
+        return s if s.response else await _respond(s, ctx)
+
+    sample, found = await screen_around_respond(sample, ctx, respond)
     try:
         parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
     except JudgeReject as e:

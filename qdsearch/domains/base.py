@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from qdsearch.config import CampaignConfig
+from qdsearch.judge.screening import Screening, screen_sample
 from qdsearch.llm.client import Completion, LLMClient
 from qdsearch.operators import PromptOperator
 from qdsearch.types import Judgement, Sample
@@ -98,3 +99,31 @@ def with_sample(exc: E, sample: Sample) -> E:
     logged with, for example, the response it got)."""
     exc.sample = sample  # type: ignore[attr-defined]
     return exc
+
+
+async def screen_around_respond(
+    sample: Sample, ctx: EvalContext, respond: Callable[[Sample], Awaitable[Sample]]
+) -> tuple[Sample, Screening]:
+    """``judge.injection`` around a respond step, as every judged domain applies it.
+
+    With ``reject``, the instruction and input are screened before ``respond`` (no judge
+    question: the sample is not complete); then ``respond`` runs; then, unless the
+    policy is ``off``, the whole sample is screened (the classifier skips what it
+    already passed). A flagged sample raises under ``reject``; the screening is
+    returned for ``penalize``.
+
+    Raises:
+        JudgeReject: ``judge_injection`` (with the sample attached), policy ``reject``.
+    """
+    policy = ctx.cfg.judge.injection
+    passed: frozenset[str] = frozenset()
+    if policy == "reject":
+        found = await screen_sample(sample, ctx, ask=False)
+        if found:
+            raise with_sample(found.reject(), sample)
+        passed = found.classified
+    sample = await respond(sample)
+    found = await screen_sample(sample, ctx, skip=passed) if policy != "off" else Screening()
+    if found and policy == "reject":
+        raise with_sample(found.reject(), sample)
+    return sample, found

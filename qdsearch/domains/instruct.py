@@ -18,11 +18,10 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
-from qdsearch.domains.base import EvalContext, with_sample
+from qdsearch.domains.base import EvalContext, screen_around_respond, with_sample
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
 from qdsearch.judge import JudgeReject
 from qdsearch.judge.injection import neutralize
-from qdsearch.judge.screening import Screening, screen_sample
 from qdsearch.operators import BUILTIN, PromptOperator, check_response
 from qdsearch.operators.evol import OperatorReject
 from qdsearch.seeds import load_seeds
@@ -97,16 +96,8 @@ class CustomDomain(InstructionDomain):
         applies as in the instruction domain (reject / penalize / off)."""
         d = self.cfg.domain
         policy = self.cfg.judge.injection
-        passed: frozenset[str] = frozenset()
-        if policy == "reject":
-            found = await screen_sample(sample, ctx, ask=False)
-            if found:
-                raise with_sample(found.reject(), sample)
-            passed = found.classified
-        sample = await respond(sample, ctx, system=f"Write the {d.response_label} for the {d.instruction_label}.")
-        found = await screen_sample(sample, ctx, skip=passed) if policy != "off" else Screening()
-        if found and policy == "reject":
-            raise with_sample(found.reject(), sample)
+        system = f"Write the {d.response_label} for the {d.instruction_label}."
+        sample, found = await screen_around_respond(sample, ctx, lambda s: respond(s, ctx, system=system))
         show = neutralize if policy != "off" else str
         material = [(d.instruction_label.capitalize(), show(sample.instruction))]
         if sample.input:

@@ -52,6 +52,17 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+def _check_retries(cfg: Any, key: str) -> None:
+    """The timeout and retry keys an endpoint and an embedding section share."""
+    # finite: the HTTP client and asyncio timers fail on an infinite timeout
+    _check(0 < cfg.timeout_s < math.inf, f"{key}.timeout_s", f"must be > 0 and finite, got {cfg.timeout_s}")
+    _check(cfg.max_retries >= 0, f"{key}.max_retries", f"must be >= 0, got {cfg.max_retries}")
+    _check(0 <= cfg.backoff_s < math.inf, f"{key}.backoff_s", f"must be >= 0 and finite, got {cfg.backoff_s}")
+    _check(
+        0 <= cfg.max_backoff_s < math.inf, f"{key}.max_backoff_s", f"must be >= 0 and finite, got {cfg.max_backoff_s}"
+    )
+
+
 def _show(value: Any) -> str:
     """``repr(value)`` for an error message, shortened, and safe for huge integers
     (whose ``repr`` raises ValueError past ``sys.get_int_max_str_digits()``)."""
@@ -95,15 +106,7 @@ class EndpointConfig:
 
     def validate(self, key: str) -> None:
         _check(self.concurrency >= 1, f"{key}.concurrency", f"must be >= 1, got {self.concurrency}")
-        # finite: the HTTP client and asyncio timers fail on an infinite timeout
-        _check(0 < self.timeout_s < math.inf, f"{key}.timeout_s", f"must be > 0 and finite, got {self.timeout_s}")
-        _check(self.max_retries >= 0, f"{key}.max_retries", f"must be >= 0, got {self.max_retries}")
-        _check(0 <= self.backoff_s < math.inf, f"{key}.backoff_s", f"must be >= 0 and finite, got {self.backoff_s}")
-        _check(
-            0 <= self.max_backoff_s < math.inf,
-            f"{key}.max_backoff_s",
-            f"must be >= 0 and finite, got {self.max_backoff_s}",
-        )
+        _check_retries(self, key)
         _check(self.max_tokens >= 1, f"{key}.max_tokens", f"must be >= 1, got {self.max_tokens}")
         _check(0 <= self.temperature <= 2, f"{key}.temperature", f"must be in [0, 2], got {self.temperature}")
         _check(bool(self.api_key_env), f"{key}.api_key_env", "must name an environment variable")
@@ -159,14 +162,7 @@ class EmbeddingConfig:
 
     def validate(self, key: str) -> None:
         _check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(0 < self.timeout_s < math.inf, f"{key}.timeout_s", f"must be > 0 and finite, got {self.timeout_s}")
-        _check(self.max_retries >= 0, f"{key}.max_retries", f"must be >= 0, got {self.max_retries}")
-        _check(0 <= self.backoff_s < math.inf, f"{key}.backoff_s", f"must be >= 0 and finite, got {self.backoff_s}")
-        _check(
-            0 <= self.max_backoff_s < math.inf,
-            f"{key}.max_backoff_s",
-            f"must be >= 0 and finite, got {self.max_backoff_s}",
-        )
+        _check_retries(self, key)
         _check(
             self.max_consecutive_failures >= 1,
             f"{key}.max_consecutive_failures",

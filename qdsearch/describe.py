@@ -30,6 +30,7 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder
+from qdsearch.descriptors.regions import TopicRegions
 from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space, topic_cell
 
 __all__ = ["DescribeError", "describe_records", "fit_space", "register", "summarize_placement"]
@@ -87,11 +88,12 @@ def describe_records(
     """
     from qdsearch.archive import archive_for
     from qdsearch.descriptors.complexity import blend_complexity, structural_complexity
+    from qdsearch.measure import prompt_text
     from qdsearch.types import Sample
 
     if not records:
         return []
-    texts = [_prompt(r) for r in records]
+    texts = [prompt_text(r) for r in records]
     vecs = embedder.embed(texts)
     coords = space.transform(vecs)
     topics = topic_cell(cfg.archive, space, vecs)
@@ -118,11 +120,10 @@ def describe_records(
     measures = np.column_stack([np.asarray(cxs, dtype=float), coords])
     index_of: Any = archive.index_of  # type: ignore[attr-defined]
     cells = np.asarray(index_of(measures), dtype=int)
-    axis_names = ["complexity"] + (
-        ["topic_region"] if coords.shape[1] == 1 and names and not names[0].startswith("topic cell") else []
+    topic_axes = (
+        ["topic_region"] if isinstance(space, TopicRegions) else [f"topic_{k + 1}" for k in range(coords.shape[1])]
     )
-    if len(axis_names) != measures.shape[1]:
-        axis_names = ["complexity"] + [f"topic_{k + 1}" for k in range(coords.shape[1])]
+    axis_names = ["complexity", *topic_axes]
     for i, r in enumerate(records):
         t = int(topics[i])
         out.append(
@@ -170,12 +171,6 @@ def summarize_placement(placed: Sequence[Mapping[str, Any]], cfg: CampaignConfig
         ],
         "empty_regions": [names[r] for r in range(n_regions) if r not in regions],
     }
-
-
-def _prompt(r: Mapping[str, Any]) -> str:
-    inp = r.get("input") or ""
-    instr = str(r.get("instruction") or "")
-    return f"{instr}\n\n{inp}" if inp else instr
 
 
 def _format(summary: Mapping[str, Any], source: str) -> str:

@@ -169,11 +169,8 @@ def spherical_kmeans(
     return best[1]
 
 
-def _label(texts: Sequence[str], topics: Sequence[str]) -> str:
-    named = Counter(t for t in topics if t)
-    if named:
-        top = [t for t, _ in named.most_common(2)]
-        return " / ".join(top)
+def _label(texts: Sequence[str]) -> str:
+    """A region's name from its texts' most frequent content words."""
     words: Counter[str] = Counter()
     for t in texts:
         words.update({w for w in _WORD.findall(t.lower()) if w not in _STOP})
@@ -268,7 +265,7 @@ class TopicRegions:
                 labels.append(" / ".join(named))
             else:
                 idx = [single[p - len(names)] for _, p in mine]
-                labels.append(_label([texts[i] for i in idx] if texts else [], []))
+                labels.append(_label([texts[i] for i in idx] if texts else []))
             examples.append(texts[int(np.argmax(tsims[:, j]))][:200] if texts else "")
         # Order regions by their label so indices do not depend on the start order.
         order = sorted(range(k), key=lambda j: (labels[j], examples[j]))

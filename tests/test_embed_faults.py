@@ -156,4 +156,6 @@ def test_embedding_endpoint_down_stops_cleanly_and_resumes(fake_openai: Any, tmp
     state = json.loads((run / "state.json").read_text())
     assert state["stop_reason"] == "max_children" and state["children"] == 60
     ids = [e["id"] for e in _children(_events(run))]
-    assert ids == sorted(set(ids)) and len(ids) == 60
+    # every id given out once, none lost (the log is in id order only within a batch:
+    # a slow child is recorded with a later batch)
+    assert sorted(ids) == [f"c{i:07d}" for i in range(60)]

@@ -6,23 +6,46 @@ drawn and errors become messages and exit codes.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import dataclasses
-import errno
-import importlib
-import json
-import shutil
 import signal
-import socket
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+import threading
 
-from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, from_dict, load_config, to_dict
+
+def _note_sigint(signum: int, frame: object) -> None:
+    _SIGINT_WHILE_IMPORTING.append(signum)
+
+
+# A Ctrl-C while this module imports its dependencies (up to a second or more on a
+# loaded machine) is noted and raised inside main(), where it becomes the one-line
+# message and exit code 2 instead of a traceback and death by SIGINT.
+_SIGINT_WHILE_IMPORTING: list[int] = []
+_DEFERRING_SIGINT = (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+)
+if _DEFERRING_SIGINT:
+    signal.signal(signal.SIGINT, _note_sigint)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import errno  # noqa: E402
+import importlib  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, from_dict, load_config, to_dict  # noqa: E402
+
+if _DEFERRING_SIGINT:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _SIGINT_WHILE_IMPORTING and __name__ != "__main__" and Path(sys.argv[0]).name != "qdsearch":
+        raise KeyboardInterrupt  # imported as a library: the interrupt is the caller's
 
 __all__ = ["main"]
 
@@ -668,8 +691,15 @@ def _missing_field(run_dir: Path, key: str) -> str | None:
     return None
 
 
+# Set when main() turned a KeyboardInterrupt into its message and exit status.
+_INTERRUPT_HANDLED: list[bool] = []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        if _SIGINT_WHILE_IMPORTING:
+            _SIGINT_WHILE_IMPORTING.clear()
+            raise KeyboardInterrupt
         args = build_parser().parse_args(argv)
         code: int = args.func(args)
         return code
@@ -687,8 +717,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if msg is None or isinstance(e, SystemExit):
             raise
         print(f"qdsearch: error: {msg}", file=sys.stderr)
+        if isinstance(e, KeyboardInterrupt):
+            _INTERRUPT_HANDLED.append(True)
         return 2
 
 
+def _exit(status: int) -> None:
+    """Exit with ``status``. After a handled Ctrl-C, CPython started with ``-m`` would
+    replace the status by death from SIGINT when the interrupt had landed inside code
+    run by ``exec`` (dataclasses and namedtuples build their methods that way, so a
+    Ctrl-C during an import often does): its "unhandled KeyboardInterrupt" flag stays
+    set although the interrupt was caught. So exit-time handlers run here and the
+    process ends with the status main() gave."""
+    if not _INTERRUPT_HANDLED:
+        sys.exit(status)
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import shutil
 import signal
@@ -465,6 +466,27 @@ def test_ctrl_c_at_start_up() -> None:
         pytest.skip("the command finished before the signal came")
     assert proc.returncode == 2, err[-3000:]
     assert _last_error(err) == "qdsearch: error: interrupted (Ctrl-C)"
+
+
+def test_ctrl_c_inside_exec_code_still_exits_2(tmp_path: Path) -> None:
+    """A KeyboardInterrupt raised in code run by ``exec`` (as dataclasses build their
+    methods, so a Ctrl-C during an import often lands there) leaves CPython's
+    "unhandled interrupt" flag set: started with ``-m``, the process then died by
+    SIGINT after main() had printed its message and returned 2."""
+    (tmp_path / "interrupt_in_exec.py").write_text(
+        "import argparse, runpy, sys\n"
+        "def parse_args(self, *a, **k):\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "argparse.ArgumentParser.parse_args = parse_args\n"
+        "sys.argv = ['qdsearch', 'operators', '/nonexistent']\n"
+        "runpy.run_module('qdsearch.cli', run_name='__main__', alter_sys=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupt_in_exec"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert _last_error(proc.stderr) == "qdsearch: error: interrupted (Ctrl-C)"
 
 
 def _limit_file_size(limit: int) -> Callable[[], None]:

@@ -2,12 +2,15 @@
 
 Solutions are the instruction texts themselves (``solution_dim=()``,
 ``solution_dtype=object``); the rest of each sample rides along in extra fields.
-Measures are ``[complexity, topic...]`` (a topic region index, or PCA axes); the objective is the judged
-quality in [1, 10], so QD-score (offset 0) is the sum of elite qualities.
+The measures, their ranges and bins come from the campaign's descriptors
+(:mod:`qdsearch.descriptors.measures`): by default ``[complexity, topic...]`` (a
+topic region index, or PCA axes); the objective is the judged quality in [1, 10],
+so QD-score (offset 0) is the sum of elite qualities.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,9 @@ import pandas as pd
 from ribs.archives import ArchiveBase, CVTArchive, GridArchive, k_means_centroids
 
 from qdsearch.config import ArchiveConfig, CampaignConfig
+from qdsearch.descriptors.base import Axis
+from qdsearch.descriptors.complexity import COMPLEXITY_RANGE
+from qdsearch.descriptors.measures import axes_of, is_categorical
 from qdsearch.types import Sample
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "EXTRA_FIELDS",
     "add_sample",
     "archive_for",
+    "archive_of",
     "elites_frame",
     "make_archive",
     "make_centroids",
@@ -30,7 +37,6 @@ __all__ = [
     "measure_ranges",
 ]
 
-COMPLEXITY_RANGE = (1.0, 10.0)
 ADD_STATUS = {0: "not_added", 1: "improved", 2: "new"}
 
 EXTRA_FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {
@@ -44,40 +50,35 @@ EXTRA_FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {
 }
 
 
-def measure_ranges(cfg: ArchiveConfig) -> list[tuple[float, float]]:
-    """Ranges of the measures ``[complexity, topic...]``: a region axis spans
-    ``[0, topic_regions)`` (measure = region index + 0.5); PCA axes ``±topic_range``."""
-    if cfg.topic_kind == "regions":
-        return [COMPLEXITY_RANGE, (0.0, float(cfg.topic_regions))]
-    return [COMPLEXITY_RANGE] + [(-cfg.topic_range, cfg.topic_range)] * cfg.topic_dims
+def _campaign(cfg: ArchiveConfig | CampaignConfig) -> CampaignConfig:
+    return cfg if isinstance(cfg, CampaignConfig) else CampaignConfig(archive=cfg)
 
 
-def measure_bins(cfg: ArchiveConfig) -> list[int]:
+def measure_ranges(cfg: ArchiveConfig | CampaignConfig) -> list[tuple[float, float]]:
+    """Ranges of the measure axes, from the descriptors (default ``[complexity, topic...]``:
+    a region axis spans ``[0, topic_regions)``, measure = region index + 0.5; PCA axes
+    ``±topic_range``). An :class:`ArchiveConfig` alone means the instruction domain."""
+    return [a.range for a in axes_of(_campaign(cfg))]
+
+
+def measure_bins(cfg: ArchiveConfig | CampaignConfig) -> list[int]:
     """Bins per measure axis of a grid archive."""
-    if cfg.topic_kind == "regions":
-        return [cfg.complexity_bins, cfg.topic_regions]
-    return [cfg.complexity_bins] + [cfg.topic_bins] * cfg.topic_dims
+    return [a.bins for a in axes_of(_campaign(cfg))]
 
 
-def make_centroids(cfg: ArchiveConfig, seed: int) -> np.ndarray:
+def make_centroids(cfg: ArchiveConfig | CampaignConfig, seed: int) -> np.ndarray:
     """CVT centroids over the measure space, computed once per campaign and saved."""
+    cells = _campaign(cfg).archive.cvt_cells
     centroids, _ = k_means_centroids(
-        centroids=cfg.cvt_cells, ranges=measure_ranges(cfg), samples=max(20 * cfg.cvt_cells, 10_000), seed=seed
+        centroids=cells, ranges=measure_ranges(cfg), samples=max(20 * cells, 10_000), seed=seed
     )
     return np.asarray(centroids)
 
 
-def make_archive(
-    cfg: ArchiveConfig, centroids: np.ndarray | None = None, categorical: tuple[int, ...] = ()
+def archive_of(
+    axes: Sequence[Axis], kind: str = "grid", centroids: np.ndarray | None = None, cvt_cells: int = 0
 ) -> ArchiveBase:
-    """An empty archive as configured.
-
-    Args:
-        cfg: archive settings.
-        centroids: (cells, 1 + topic_dims) array, required for ``kind = "cvt"``.
-        categorical: label counts of categorical axes (domains with categorical
-            descriptors); then the archive is a grid with one cell per label
-            combination, measures being label index + 0.5, and ``cfg`` is not used.
+    """An empty archive over ``axes``: a grid of their bins, or a CVT archive.
 
     Raises:
         ValueError: CVT archive without centroids, or centroids of the wrong shape.
@@ -85,26 +86,45 @@ def make_archive(
     common: dict[str, Any] = {
         "solution_dim": (),
         "solution_dtype": object,
-        "ranges": measure_ranges(cfg),
+        "ranges": [a.range for a in axes],
         "extra_fields": EXTRA_FIELDS,
         "qd_score_offset": 0.0,
     }
-    if categorical:
-        common["ranges"] = [(0.0, float(n)) for n in categorical]
-        return GridArchive(dims=list(categorical), **common)
-    if cfg.kind == "grid":
-        return GridArchive(dims=measure_bins(cfg), **common)
+    if kind == "grid":
+        return GridArchive(dims=[a.bins for a in axes], **common)
     if centroids is None:
         raise ValueError("a CVT archive needs its saved centroids")
-    if centroids.shape != (cfg.cvt_cells, 1 + cfg.topic_dims):
-        raise ValueError(f"centroids have shape {centroids.shape}, expected {(cfg.cvt_cells, 1 + cfg.topic_dims)}")
+    if centroids.shape != (cvt_cells, len(axes)):
+        raise ValueError(f"centroids have shape {centroids.shape}, expected {(cvt_cells, len(axes))}")
     return CVTArchive(centroids=centroids, **common)
 
 
+def make_archive(
+    cfg: ArchiveConfig, centroids: np.ndarray | None = None, categorical: tuple[int, ...] = ()
+) -> ArchiveBase:
+    """An empty archive as configured (the instruction domain's descriptors).
+
+    Args:
+        cfg: archive settings.
+        centroids: (cells, n_axes) array, required for ``kind = "cvt"``.
+        categorical: label counts of categorical axes (domains with categorical
+            descriptors); then the archive is a grid with one cell per label
+            combination, measures being label index + 0.5, and ``cfg`` is not used.
+
+    Raises:
+        ValueError: CVT archive without centroids, or centroids of the wrong shape.
+    """
+    if categorical:
+        axes = [Axis(f"axis_{i}", f"axis {i}", (0.0, float(n)), n) for i, n in enumerate(categorical)]
+        return archive_of(axes)
+    return archive_of(axes_of(_campaign(cfg)), cfg.kind, centroids, cfg.cvt_cells)
+
+
 def archive_for(cfg: CampaignConfig, centroids: np.ndarray | None = None) -> ArchiveBase:
-    """The empty archive of a campaign: its domain's categorical grid, else as ``[archive]`` says."""
-    axes = cfg.domain.axis_labels() if cfg.domain.categorical else {}
-    return make_archive(cfg.archive, centroids, tuple(len(v) for v in axes.values()))
+    """The empty archive of a campaign over its descriptors' axes: a grid when a
+    descriptor is categorical, else as ``[archive] kind`` says."""
+    kind = "grid" if is_categorical(cfg) else cfg.archive.kind
+    return archive_of(axes_of(cfg), kind, centroids, cfg.archive.cvt_cells)
 
 
 def _obj(value: Any) -> np.ndarray:

@@ -290,6 +290,9 @@ class ArchiveConfig:
     topic_range: float = 2.5
     # Extra texts (one per line, or JSONL with "instruction") mixed into the topic fit.
     reference_path: str = ""
+    # The descriptors (qdsearch.descriptors) giving the measures, in order; empty: the
+    # default, ["complexity", "topic"] (categorical domains: ["labels"]).
+    descriptors: tuple[str, ...] = ()
 
     @property
     def topic_kind(self) -> Literal["regions", "pca"]:
@@ -328,6 +331,10 @@ class ArchiveConfig:
         _check(self.topic_bins >= 1, f"{key}.topic_bins", f"must be >= 1, got {self.topic_bins}")
         _check(self.cvt_cells >= 2, f"{key}.cvt_cells", f"must be >= 2, got {self.cvt_cells}")
         _check(self.topic_range > 0, f"{key}.topic_range", f"must be > 0, got {self.topic_range}")
+        for i, name in enumerate(self.descriptors):
+            ok = re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None
+            _check(ok, f"{key}.descriptors[{i}]", f"must be a descriptor name (snake_case), got {_show(name)}")
+        _check(len(set(self.descriptors)) == len(self.descriptors), f"{key}.descriptors", "has duplicates")
         if self.kind == "grid" and self.topic_kind == "pca":
             _check(
                 self.topic_dims <= 3, f"{key}.topic_dims", "grid archives take at most 3 topic dims; use kind = 'cvt'"

@@ -29,13 +29,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qdsearch.descriptors.base import Axis, FitData, Observation, register
 from qdsearch.types import Sample
 
+if TYPE_CHECKING:
+    from qdsearch.config import CampaignConfig
+
 __all__ = [
+    "COMPLEXITY_RANGE",
+    "ComplexityDescriptor",
     "blend_complexity",
     "cheap_complexity",
     "complexity_features",
@@ -129,6 +136,8 @@ def complexity_features(sample: Sample) -> dict[str, float]:
     }
 
 
+COMPLEXITY_RANGE = (1.0, 10.0)
+
 _WEIGHTS = {"constraints": 1.0, "formats": 0.7, "steps": 0.8, "subquestions": 0.6, "inputs": 0.7, "technical": 0.5}
 _SCALE = 4.0
 
@@ -187,3 +196,40 @@ def judged_is_degenerate(
     if structural and _top_share(structural, bins) >= top:
         return False, top
     return True, top
+
+
+class ComplexityDescriptor:
+    """The complexity axis: judged complexity blended with :func:`structural_complexity`.
+
+    Fit: the blend weight, frozen per run (the config's, or 1.0 when the judge gave
+    nearly every seed the same bin: :func:`judged_is_degenerate`); saved with the
+    topic space as ``complexity_blend``. Compute: the judgement's complexity, which
+    the campaign has already blended with the frozen weight.
+    """
+
+    name = "complexity"
+    categorical = False
+
+    def axes(self, cfg: CampaignConfig, frozen: Any = None) -> tuple[Axis, ...]:
+        return (Axis("complexity", "complexity", COMPLEXITY_RANGE, cfg.archive.complexity_bins, key="c"),)
+
+    def fit(self, cfg: CampaignConfig, data: FitData) -> float:
+        w = float(cfg.judge.complexity_blend)
+        if not 0.0 < w < 1.0 or cfg.domain.categorical or cfg.domain.kind != "instruct":
+            return w
+        judged = [o.judgement.complexity for o in data.seeds]
+        structural = [structural_complexity(o.sample) for o in data.seeds]
+        degenerate, _ = judged_is_degenerate(judged, cfg.archive.complexity_bins, structural)
+        return 1.0 if degenerate else w
+
+    def compute(self, obs: Observation, frozen: Any = None) -> Sequence[float]:
+        return [float(obs.judgement.complexity)]
+
+    def fields(self, values: Sequence[float], axes: Sequence[Axis]) -> Mapping[str, Any]:
+        return {}  # every record has ``complexity`` already
+
+    def card_text(self, cfg: CampaignConfig, frozen: Any = None) -> str:
+        return f"complexity ({cfg.archive.complexity_bins} bins; judged blended with an LLM-free count of requirements)"
+
+
+register(ComplexityDescriptor())

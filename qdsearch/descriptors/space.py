@@ -7,18 +7,30 @@ export, report and ``describe --run`` load it, so cells keep their meaning.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from qdsearch.config import ArchiveConfig
+from qdsearch.descriptors.base import Axis, FitData, Observation, register
 from qdsearch.descriptors.reference import builtin_reference, reference_embeddings
 from qdsearch.descriptors.regions import TopicRegions
 from qdsearch.descriptors.topic import TopicProjection
 
-__all__ = ["TopicSpace", "embed_fit_texts", "fit_texts", "fit_topic_space", "load_topic_space", "topic_cell"]
+if TYPE_CHECKING:
+    from qdsearch.config import CampaignConfig
+
+__all__ = [
+    "TopicDescriptor",
+    "TopicSpace",
+    "embed_fit_texts",
+    "fit_texts",
+    "fit_topic_space",
+    "load_topic_space",
+    "topic_cell",
+]
 
 TopicSpace = Union[TopicRegions, TopicProjection]  # noqa: UP007
 
@@ -92,3 +104,54 @@ def topic_cell(cfg: ArchiveConfig, space: TopicSpace, embeddings: np.ndarray) ->
     bins = cfg.topic_bins
     idx = np.clip(((coords + cfg.topic_range) / (2 * cfg.topic_range) * bins).astype(int), 0, bins - 1)
     return np.ravel_multi_index(tuple(idx.T), (bins,) * idx.shape[1]).astype(int)
+
+
+class TopicDescriptor:
+    """The topic axes: a named region of embedding space (``topic = "regions"``, one
+    axis, measure = region index + 0.5), or ``topic_dims`` PCA axes in
+    ``[-topic_range, topic_range]``. Fit: :func:`fit_topic_space`, frozen in
+    ``projection.npz``; compute: the candidate's coordinates under the frozen space."""
+
+    name = "topic"
+    categorical = False
+
+    def axes(self, cfg: CampaignConfig, frozen: Any = None) -> tuple[Axis, ...]:
+        a = cfg.archive
+        if a.topic_kind == "regions":
+            labels = tuple(getattr(frozen, "labels", ()) or ())
+            return (
+                Axis("topic_region", "topic region", (0.0, float(a.topic_regions)), a.topic_regions, labels, "regions"),
+            )
+        r = (-a.topic_range, a.topic_range)
+        return tuple(Axis(f"topic_{k}", f"topic {k}", r, a.topic_bins, key=f"t{k}") for k in range(1, a.topic_dims + 1))
+
+    def fit(self, cfg: CampaignConfig, data: FitData) -> TopicSpace:
+        if data.embeddings is None:
+            raise ValueError("the topic descriptor is fitted on embeddings; none were given")
+        return fit_topic_space(cfg.archive, data.embeddings, data.seed, data.texts, data.topics)
+
+    def compute(self, obs: Observation, frozen: Any = None) -> Sequence[float]:
+        if obs.topic is not None:
+            return [float(x) for x in obs.topic]
+        if frozen is None or obs.embedding is None:
+            raise ValueError(
+                "the topic measure needs the candidate's coordinates, or its embedding and the frozen space"
+            )
+        return [float(x) for x in frozen.transform(np.asarray(obs.embedding)[None, :])[0]]
+
+    def fields(self, values: Sequence[float], axes: Sequence[Axis]) -> Mapping[str, Any]:
+        if len(axes) != 1 or not axes[0].labels:
+            return {}
+        r = int(values[0]) if len(values) else -1
+        return {"topic_region": axes[0].labels[r] if 0 <= r < len(axes[0].labels) else ""}
+
+    def card_text(self, cfg: CampaignConfig, frozen: Any = None) -> str:
+        if cfg.archive.topic_kind == "regions":
+            return (
+                f"{cfg.archive.topic_regions} named topic regions of sentence-embedding space (each record's "
+                "`topic_region`)"
+            )
+        return "a topic projection of sentence embeddings"
+
+
+register(TopicDescriptor())

@@ -32,6 +32,8 @@ import pandas as pd
 from qdsearch.archive import COMPLEXITY_RANGE, add_sample, archive_for
 from qdsearch.campaign import Counters, sample_of
 from qdsearch.config import CampaignConfig
+from qdsearch.descriptors.base import Axis
+from qdsearch.descriptors.measures import axes_of, is_categorical
 from qdsearch.stats import operator_table
 from qdsearch.store import RunStore, StoreError, atomic_write
 
@@ -166,30 +168,33 @@ def _categorical_heatmap(elites: pd.DataFrame, axes: dict[str, tuple[str, ...]])
     return _png(fig)
 
 
-def _regions_heatmap(elites: pd.DataFrame, labels: Sequence[str], complexity_bins: int) -> bytes:
-    """Best quality per (complexity bin, named topic region) cell, regions labelled."""
+def _named_heatmap(elites: pd.DataFrame, x: tuple[int, Axis], y: tuple[int, Axis]) -> bytes:
+    """Best quality per (numeric bin of ``x``, named bin of ``y``) cell, the names on the rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = np.full((len(labels), complexity_bins), np.nan)
+    (xi, xa), (yi, ya) = x, y
+    labels, bins = ya.names(), xa.bins
+    lo, hi = xa.range
+    grid = np.full((len(labels), bins), np.nan)
     for m, q in zip(elites.get("measures", []), elites.get("quality", []), strict=True):
-        c = min(complexity_bins - 1, max(0, int((float(m[0]) - 1.0) / 9.0 * complexity_bins)))
-        r = int(m[1])
+        c = min(bins - 1, max(0, int((float(m[xi]) - lo) / (hi - lo) * bins)))
+        r = int(m[yi])
         if 0 <= r < len(labels):
             grid[r, c] = q if np.isnan(grid[r, c]) else max(grid[r, c], q)
-    fig, ax = plt.subplots(figsize=(3.2 + 0.9 * complexity_bins, 1.0 + 0.32 * len(labels)))
+    fig, ax = plt.subplots(figsize=(3.2 + 0.9 * bins, 1.0 + 0.32 * len(labels)))
     im = ax.imshow(grid, vmin=1.0, vmax=10.0, cmap="viridis", origin="upper", aspect="auto")
-    edges = np.linspace(1.0, 10.0, complexity_bins + 1)
-    ax.set_xticks(range(complexity_bins), [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(complexity_bins)])
+    edges = np.linspace(lo, hi, bins + 1)
+    ax.set_xticks(range(bins), [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(bins)])
     ax.set_yticks(range(len(labels)), [_short(lab, 42) for lab in labels], fontsize=8)
-    for y in range(len(labels)):
-        for x in range(complexity_bins):
-            if not np.isnan(grid[y, x]):
-                ax.text(x, y, f"{grid[y, x]:.0f}", ha="center", va="center", color="w" if grid[y, x] < 6 else "k")
-    ax.set_xlabel("complexity")
-    ax.set_title("best quality: complexity x topic region")
+    for r in range(len(labels)):
+        for c in range(bins):
+            if not np.isnan(grid[r, c]):
+                ax.text(c, r, f"{grid[r, c]:.0f}", ha="center", va="center", color="w" if grid[r, c] < 6 else "k")
+    ax.set_xlabel(xa.title)
+    ax.set_title(f"best quality: {xa.title} x {ya.title}")
     fig.colorbar(im, ax=ax)
     return _png(fig)
 
@@ -198,30 +203,45 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+class _Frozen:
+    """Stands in for a run's frozen space where only its region names are known."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = tuple(labels)
+
+
 def heatmaps(cfg: CampaignConfig, elites: pd.DataFrame, regions: Sequence[str] = ()) -> dict[str, bytes]:
-    """PNG heatmaps of the archive: complexity x named topic region (``topic =
-    "regions"``), else complexity x each topic axis and topic 1 x topic 2.
+    """PNG heatmaps of the archive, from the descriptors' axes: the label grid of a
+    categorical archive (``heatmap_categories.png``), else the first axis against each
+    other axis (``heatmap_c_regions.png``, ``heatmap_c_t<k>.png``) and, with three or
+    more numeric axes, the second against the third (``heatmap_t1_t2.png``).
 
     A grid archive of more than two measures (and any CVT archive) is shown through
-    these 2-D projections, each cell holding the best elite that falls into it.
+    these 2-D projections, each cell holding the best elite that falls into it;
+    ``regions`` names the topic regions (unnamed: ``region <i>``).
     """
-    if cfg.domain.categorical:
-        return {"heatmap_categories.png": _categorical_heatmap(elites, cfg.domain.axis_labels())}
-    a = cfg.archive
-    if a.topic_kind == "regions":
-        labels = list(regions) or [f"region {i}" for i in range(a.topic_regions)]
-        return {"heatmap_c_regions.png": _regions_heatmap(elites, labels, a.complexity_bins)}
-    ranges = [COMPLEXITY_RANGE] + [(-a.topic_range, a.topic_range)] * a.topic_dims
+    axes = axes_of(cfg, _Frozen(regions))
+    if is_categorical(cfg) and len(axes) == 2 and all(a.nominal for a in axes):
+        return {"heatmap_categories.png": _categorical_heatmap(elites, {a.name: a.names() for a in axes})}
+    ranges = [a.range for a in axes]
     out: dict[str, bytes] = {}
-    for k in range(1, a.topic_dims + 1):
-        out[f"heatmap_c_t{k}.png"] = _projected_heatmap(
-            elites, (0, k), ranges, (a.complexity_bins, a.topic_bins), ("complexity", f"topic {k}"),
-            f"best quality: complexity x topic {k}",
-        )  # fmt: skip
-    if a.topic_dims >= 2:
-        out["heatmap_t1_t2.png"] = _projected_heatmap(
-            elites, (1, 2), ranges, (a.topic_bins, a.topic_bins), ("topic 1", "topic 2"), "best quality: topic 1 x 2"
-        )
+
+    def pair(i: int, j: int) -> None:
+        x, y = axes[i], axes[j]
+        name = f"heatmap_{x.tag}_{y.tag}.png"
+        if y.nominal and not x.nominal:
+            out[name] = _named_heatmap(elites, (i, x), (j, y))
+        elif x.nominal and not y.nominal:
+            out[name] = _named_heatmap(elites, (j, y), (i, x))
+        else:
+            out[name] = _projected_heatmap(
+                elites, (i, j), ranges, (x.bins, y.bins), (x.title, y.title), f"best quality: {x.title} x {y.title}"
+            )
+
+    for k in range(1, len(axes)):
+        pair(0, k)
+    if len(axes) >= 3 and not axes[1].nominal and not axes[2].nominal:
+        pair(1, 2)
     return out
 
 

@@ -46,6 +46,8 @@ class Axis:
         labels: names of the bins when the axis is a set of named categories (the
             measure of bin ``i`` is ``i + 0.5``); empty for a numeric axis.
         key: short tag used in file names (``c``, ``regions``, ``t1``).
+        nominal: the bins are names, not an order (topic regions, labels): plots
+            label them and neighbours are not the adjacent bins.
     """
 
     name: str
@@ -54,10 +56,18 @@ class Axis:
     bins: int
     labels: tuple[str, ...] = ()
     key: str = ""
+    nominal: bool = False
 
     @property
     def tag(self) -> str:
         return self.key or self.name
+
+    def names(self) -> tuple[str, ...]:
+        """The bins' names: ``labels``, or ``<last word of name> <i>`` when unnamed."""
+        if self.labels:
+            return self.labels
+        word = self.name.rpartition("_")[2]
+        return tuple(f"{word} {i}" for i in range(self.bins))
 
 
 @dataclass(frozen=True)

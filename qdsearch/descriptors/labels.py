@@ -27,7 +27,7 @@ class LabelsDescriptor:
 
     def axes(self, cfg: CampaignConfig, frozen: Any = None) -> tuple[Axis, ...]:
         return tuple(
-            Axis(name, name, (0.0, float(len(labels))), len(labels), tuple(labels), "categories")
+            Axis(name, name, (0.0, float(len(labels))), len(labels), tuple(labels), "categories", True)
             for name, labels in cfg.domain.axis_labels().items()
         )
 

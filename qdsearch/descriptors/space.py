@@ -120,7 +120,15 @@ class TopicDescriptor:
         if a.topic_kind == "regions":
             labels = tuple(getattr(frozen, "labels", ()) or ())
             return (
-                Axis("topic_region", "topic region", (0.0, float(a.topic_regions)), a.topic_regions, labels, "regions"),
+                Axis(
+                    "topic_region",
+                    "topic region",
+                    (0.0, float(a.topic_regions)),
+                    a.topic_regions,
+                    labels,
+                    "regions",
+                    True,
+                ),
             )
         r = (-a.topic_range, a.topic_range)
         return tuple(Axis(f"topic_{k}", f"topic {k}", r, a.topic_bins, key=f"t{k}") for k in range(1, a.topic_dims + 1))

@@ -20,6 +20,7 @@ from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext, screen_around_respond, with_sample
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.domains.registry import register_domain
 from qdsearch.judge import JudgeReject
 from qdsearch.judge.injection import neutralize
 from qdsearch.operators import BUILTIN, PromptOperator, check_response
@@ -30,10 +31,15 @@ from qdsearch.types import Judgement, Sample
 __all__ = ["CustomDomain", "InstructionDomain"]
 
 
+@register_domain
 class InstructionDomain:
     """Instruction-response training data (``[domain] kind = "instruct"``)."""
 
     kind = "instruct"
+    # the dataset card's words: what the archive is over, who gives quality, Hub task categories
+    card_text = "over instruction/response samples"
+    quality_text = "LLM judge"
+    task_categories: tuple[str, ...] = ("text-generation", "question-answering")
 
     def __init__(self, cfg: CampaignConfig) -> None:
         self.cfg = cfg
@@ -74,10 +80,14 @@ async def respond(sample: Sample, ctx: EvalContext, system: str = "") -> Sample:
     return sample
 
 
+@register_domain
 class CustomDomain(InstructionDomain):
     """Instruction-response data with user-written rubrics and labels (``kind = "custom"``)."""
 
     kind = "custom"
+    card_text = "over user-defined instruction/response samples"
+    quality_text = "LLM grader with the campaign's rubric"
+    task_categories = ("text-generation",)
 
     def __init__(self, cfg: CampaignConfig) -> None:
         super().__init__(cfg)

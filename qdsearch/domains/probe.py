@@ -31,6 +31,7 @@ from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext, with_sample
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.domains.registry import register_domain
 from qdsearch.judge import JudgeReject
 from qdsearch.operators import PromptOperator
 from qdsearch.operators.elimination import check_response
@@ -77,10 +78,15 @@ PROBE_OPERATORS: tuple[PromptOperator, ...] = (
 )
 
 
+@register_domain
 class ProbeDomain:
     """Red-teaming probes graded on a target's replies, placed on categorical axes."""
 
     kind = "probe"
+    # the dataset card's words: what the archive is over, who gives quality, Hub task categories
+    card_text = "over red-teaming probes; 'output' holds the target's reply"
+    quality_text = "grader's rating of the target's reply against the rubric"
+    task_categories: tuple[str, ...] = ("text-generation",)
 
     def __init__(self, cfg: CampaignConfig) -> None:
         self.cfg = cfg

@@ -55,6 +55,7 @@ from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext
 from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.domains.registry import register_domain
 from qdsearch.domains.scoring import (
     CLASSIFY_MAX_TOKENS,
     FREE_MAX_TOKENS,
@@ -202,6 +203,7 @@ def _short(s: str, n: int = 160) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+@register_domain
 class TaskPromptDomain:
     """Prompts for a task, scored on a dev set by a target model.
 
@@ -212,6 +214,10 @@ class TaskPromptDomain:
     """
 
     kind = "task_prompt"
+    # the dataset card's words: what the archive is over, who gives quality, Hub task categories
+    card_text = "over task prompts; 'output' holds each prompt's dev-set report"
+    quality_text = "1 + 9 x dev-set score"
+    task_categories: tuple[str, ...] = ("text-generation",)
 
     def __init__(self, cfg: CampaignConfig) -> None:
         self.cfg = cfg

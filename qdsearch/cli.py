@@ -32,30 +32,33 @@ import dataclasses  # noqa: E402
 import errno  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, from_dict, load_config, to_dict  # noqa: E402
+from qdsearch.api import (  # noqa: E402
+    UserError,
+    _discard,
+    _drop_unwritten,
+    _has_accepted,
+    apply_overrides,
+    check_ray_address,
+)
+from qdsearch.config import CampaignConfig, ConfigError, LocalModelConfig, load_config  # noqa: E402
 
 if _DEFERRING_SIGINT:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    if _SIGINT_WHILE_IMPORTING and __name__ != "__main__" and Path(sys.argv[0]).name != "qdsearch":
+    _COMMAND = Path(sys.argv[0]).name == "qdsearch" or Path(sys.argv[0]).parts[-2:] == ("qdsearch", "__main__.py")
+    if _SIGINT_WHILE_IMPORTING and __name__ != "__main__" and not _COMMAND:
         raise KeyboardInterrupt  # imported as a library: the interrupt is the caller's
 
-__all__ = ["main"]
+__all__ = ["UserError", "main", "with_overrides"]
 
 # Modules that add their own subcommand through ``register(subparsers)``; each
 # keeps its heavy imports inside its command function, so ``--help`` stays fast.
 COMMAND_MODULES: tuple[str, ...] = ("qdsearch.measure", "qdsearch.describe", "qdsearch.refit", "qdsearch.world")
-
-
-class UserError(Exception):
-    """An error to print as one clear line and exit 2."""
 
 
 # --------------------------------------------------------------------------- overrides
@@ -78,72 +81,17 @@ def with_overrides(cfg: CampaignConfig, overrides: dict[str, Any]) -> CampaignCo
         ConfigError: naming the option and the key, e.g. ``--max-children 0:
             budget: set at least one of ...``.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if not given:
-        return cfg
-    data = to_dict(cfg)
-    for key, value in given.items():
-        section, name = key.split(".")
-        data[section][name] = value
-    try:
-        return from_dict(data)
-    except ConfigError as e:
-        shown = " ".join(
-            f"{OVERRIDE_OPTIONS.get(k, k)} {v!r}" if isinstance(v, str) else f"{OVERRIDE_OPTIONS.get(k, k)} {v}"
-            for k, v in given.items()
-        )
-        raise ConfigError(f"{shown}: {e}") from None
-
-
-def check_ray_address(address: str, where: str, timeout_s: float = 3.0) -> None:
-    """Fails fast when a Ray cluster address cannot be reached (``ray.init`` would
-    retry for about 30 s, then raise); ``auto`` and ``local`` are left to Ray. The
-    address's form was checked with the config (``runtime.ray_address``).
-
-    Raises:
-        UserError: nothing answers at the address.
-    """
-    if address in ("", "auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as e:
-        reason = "timed out" if isinstance(e, TimeoutError) else (getattr(e, "strerror", None) or str(e))
-        raise UserError(f"{where}: cannot reach a Ray cluster at {address} ({reason})") from None
+    return apply_overrides(cfg, overrides, OVERRIDE_OPTIONS)
 
 
 def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
     """Makes file paths in the config absolute (relative to the working directory,
     else to the config file's folder), so the saved run config works from anywhere."""
+    from qdsearch.api import resolve_paths
+
     if not cfg.seeds.path:
         raise UserError(f"{config_path}: seeds.path: no seed file given")
-
-    from qdsearch.sources import is_hf
-
-    def resolve(path: str) -> str:
-        p = Path(path)
-        if not p.is_absolute() and not p.exists() and (config_path.parent / p).exists():
-            p = config_path.parent / p
-        return str(p.resolve())
-
-    ops = cfg.operators
-    custom = tuple(dataclasses.replace(c, template=resolve(c.template)) for c in ops.custom)
-    archive = cfg.archive
-    if archive.reference_path:
-        archive = dataclasses.replace(archive, reference_path=resolve(archive.reference_path))
-    domain = cfg.domain
-    if domain.dev_path:
-        domain = dataclasses.replace(domain, dev_path=resolve(domain.dev_path))
-    return dataclasses.replace(
-        cfg,
-        # hf:NAME is a Hugging Face dataset, not a path
-        seeds=dataclasses.replace(cfg.seeds, path=cfg.seeds.path if is_hf(cfg.seeds.path) else resolve(cfg.seeds.path)),
-        operators=dataclasses.replace(ops, custom=custom),
-        archive=archive,
-        domain=domain,
-    )
+    return resolve_paths(cfg, config_path.parent)
 
 
 class _Progress:
@@ -195,60 +143,38 @@ def _stop_on_sigint(campaign: Any, task: asyncio.Task[Any]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bool, resume: bool) -> int:
-    from qdsearch.campaign import Campaign
-    from qdsearch.descriptors.embedding import make_embedder
-    from qdsearch.domains import domain_operators
-    from qdsearch.llm import open_endpoint
-    from qdsearch.operators import resolve
-    from qdsearch.runtime import make_runtime
+def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, resume: bool) -> int:
+    """Runs one campaign session (the API's :class:`~qdsearch.api.Session`) with a
+    progress bar, Ctrl-C handling and the closing summary line."""
+    from qdsearch.api import Session
     from qdsearch.seed_survival import report_lines
 
     cfg: CampaignConfig = store.cfg
-    embedder = make_embedder(cfg.embedding)
-    reference: list[str] = []
-    if cfg.archive.reference_path:
-        from qdsearch.seeds import load_seeds
-
-        reference = [s.prompt_text() for s in load_seeds(cfg.archive.reference_path)]
     events = list(store.events(repair=True)) if resume else []
     frozen = store.load_projection() if resume else None
     progress = _Progress(cfg, quiet)
+    # The seed phase's report (which seeds are not in the archive, and why) is
+    # printed once, at the step that follows it.
+    told = any(ev.get("type") == "seed_report" for ev in events)
+
+    def on_step(st: Any) -> None:
+        nonlocal told
+        progress(st)
+        if not told and campaign.counters.seed_report:
+            told = True
+            for line in report_lines(campaign.counters.seed_report):
+                progress.bar.write(line, file=sys.stderr)
+
     t0 = time.monotonic()
-    with open_endpoint(cfg.endpoint, cfg.local) as endpoint:
+    session = Session(plan, store, events=events, frozen=frozen, ray_address=ray_address, on_step=on_step)
+    with session:
         if cfg.endpoint.embedded:
             print(
-                f"embedded model server: {endpoint.base_url} ({endpoint.model}; a tiny offline demo model)",
+                f"embedded model server: {session.endpoint.base_url} ({session.endpoint.model}; a tiny offline demo model)",
                 file=sys.stderr,
             )
-        # Templates are read here, on the driver, so Ray workers on other machines
-        # need no copy of the template files.
-        operators = resolve(cfg.operators.names, domain_operators(cfg))
-        runtime = make_runtime(cfg, endpoint, operators, ray_address=ray_address)
         try:
-            # The seed phase's report (which seeds are not in the archive, and why) is
-            # printed once, at the step that follows it.
-            told = any(ev.get("type") == "seed_report" for ev in events)
-
-            def on_step(st: Any) -> None:
-                nonlocal told
-                progress(st)
-                if not told and campaign.counters.seed_report:
-                    told = True
-                    for line in report_lines(campaign.counters.seed_report):
-                        progress.bar.write(line, file=sys.stderr)
-
-            campaign = Campaign(
-                cfg,
-                seeds,
-                runtime,
-                embedder,
-                store,
-                events=events,
-                frozen=frozen,
-                reference=reference,
-                on_step=on_step,
-            )
+            campaign = session.start()
 
             async def go() -> Any:
                 task = asyncio.ensure_future(campaign.run())
@@ -262,7 +188,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
                 st = None
         finally:
             progress.close()
-            asyncio.run(runtime.close())
+            asyncio.run(session.aclose())
     if st is not None:
         print(
             f"{store.path}: {campaign.stop_reason}; seeds={campaign.counters.seeds} children={st.children} "
@@ -276,8 +202,7 @@ def _execute(store: Any, seeds: list[Any], *, ray_address: str | None, quiet: bo
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qdsearch.domains import domain_operators, make_domain
-    from qdsearch.operators import resolve
+    from qdsearch.api import prepare
     from qdsearch.store import RunStore
 
     path = Path(args.config)
@@ -299,16 +224,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         checked, runtime=dataclasses.replace(checked.runtime, ray_address=loaded.runtime.ray_address)
     )
     cfg = _resolve_paths(cfg, path)
-    try:
-        resolve(cfg.operators.names, domain_operators(cfg))
-    except ValueError as e:
-        raise ConfigError(f"{path}: {e} in domain {cfg.domain.kind!r}") from None
-    domain = make_domain(cfg)  # reads and checks a dev set before anything is written
-    seeds = domain.load_seeds(cfg.seeds.path, cfg.seeds.limit)
-    if len(seeds) < cfg.archive.topic_dims + 1:
-        raise UserError(
-            f"{cfg.seeds.path}: {len(seeds)} seeds; archive.topic_dims = {cfg.archive.topic_dims} needs at least {cfg.archive.topic_dims + 1}"
-        )
+    # The domain (a dev set read and checked), the operators and the seeds, once,
+    # before anything is written; the campaign and its workers get these objects.
+    plan = prepare(cfg, where=str(path))
     if cfg.runtime.kind == "ray":
         check_ray_address(ray_address, "--ray-address" if args.ray_address else "runtime.ray_address")
 
@@ -318,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store = RunStore.create(cfg)
         print(f"run folder: {store.path}", file=sys.stderr)
-        return _execute(store, seeds, ray_address=ray_address or None, quiet=args.quiet, resume=False)
+        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=False)
     except BaseException as e:
         # A campaign that never got an elite (a refused key, a dead endpoint, Ctrl-C
         # while the server or Ray start, a full disk) leaves no half-made run folder
@@ -340,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from qdsearch.domains import make_domain
+    from qdsearch.api import prepare
     from qdsearch.store import RunStore
 
     store = RunStore.open(args.run_dir)
@@ -359,42 +277,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         # The seeds are needed again when the seed phase never finished: no frozen
         # projection, or a crash after saving it but before any seed was logged.
         seeded = store.load_projection() is not None and any(e.get("type") == "seed" for e in store.events())
-        seeds = [] if seeded else make_domain(store.cfg).load_seeds(store.cfg.seeds.path, store.cfg.seeds.limit)
-        return _execute(store, seeds, ray_address=ray_address or None, quiet=args.quiet, resume=True)
+        plan = prepare(store.cfg, seeds=not seeded, where=str(store.path / "config.toml"))
+        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=True)
     except BaseException as e:
         _salvage(store, e)
         raise
     finally:
         with contextlib.suppress(OSError, ValueError):
             store.close()
-
-
-def _has_accepted(store: Any) -> bool:
-    """Whether the run logged an accepted seed or child (then its folder is worth
-    keeping); True when the log cannot be read, so nothing is removed by doubt."""
-    try:
-        return any(ev.get("status") == "accepted" for ev in store.events())
-    except Exception:  # any unreadable log counts as worth keeping
-        return True
-
-
-def _discard(store: Any, folder: Path) -> None:
-    """Removes a run folder this command created and that holds nothing of value."""
-    if store is not None:
-        _drop_unwritten(store)
-        with contextlib.suppress(OSError, ValueError):
-            store.close()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _drop_unwritten(store: Any) -> None:
-    """Forgets event bytes a failed write left in the store's file buffer, so no later
-    flush (close, interpreter exit) appends them after the log has been repaired."""
-    f = getattr(store, "_events", None)
-    if f is not None:
-        store._events = None
-        with contextlib.suppress(OSError, ValueError):
-            f.raw.close()  # a buffered file whose raw file is closed never flushes again
 
 
 def _salvage(store: Any, exc: BaseException) -> None:
@@ -555,7 +445,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from qdsearch import __version__
+    from qdsearch.runtime import RUNTIMES
+
     p = argparse.ArgumentParser(prog="qdsearch", description="Quality-diversity search for prompts and synthetic data.")
+    p.add_argument("--version", action="version", version=f"qdsearch {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="start a campaign from a TOML config")
@@ -563,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="run folder name (overrides run.name)")
     r.add_argument("--out-dir", help="parent folder of runs (overrides run.out_dir)")
     r.add_argument("--max-children", type=int, help="override budget.max_children")
-    r.add_argument("--runtime", choices=["ray", "inprocess"], help="override runtime.kind")
+    r.add_argument("--runtime", choices=sorted(RUNTIMES), help="override runtime.kind")
     r.add_argument("--ray-address", help="connect to an existing Ray cluster")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,22 +69,25 @@ class Worker:
         cfg: the campaign config (domain, judge settings, operators).
         endpoint: the ready endpoint (base URL resolved).
         operators: override the operator registry (tests, user-defined operators).
+        built_domain: the campaign's domain, built once on the driver (None: built
+            here from ``cfg``).
     """
 
     cfg: CampaignConfig
     endpoint: EndpointConfig
     operators: Mapping[str, PromptOperator] | None = None
+    built_domain: InitVar[Domain | None] = None
     client: LLMClient = field(init=False)
     target: LLMClient = field(init=False)
     grader: LLMClient = field(init=False)
     domain: Domain = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, built_domain: Domain | None) -> None:
         self.client = LLMClient(self.endpoint)
         # An empty base_url means "the same endpoint": one client, one connection pool.
         self.target = LLMClient(self.cfg.target) if self.cfg.target.base_url else self.client
         self.grader = LLMClient(self.cfg.grader) if self.cfg.grader.base_url else self.client
-        self.domain = make_domain(self.cfg)
+        self.domain = built_domain if built_domain is not None else make_domain(self.cfg)
         require(self.cfg)  # judge.injection_check's model package, before any child
         if self.operators is None:
             self.operators = resolve(self.cfg.operators.names, domain_operators(self.cfg))

@@ -28,19 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from qdsearch.config import CampaignConfig, EndpointConfig
+from qdsearch.domains import Domain
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job, Worker
 from qdsearch.runtime.errors import JobLost
 from qdsearch.types import Candidate
 
-__all__ = ["RESUBMITS", "RayRuntime"]
+__all__ = ["RESUBMITS", "RayRuntime", "make_runtime"]
 
 RESUBMITS = 2  # more tries of a job whose actor died, each on a live actor
 
 
 class _Actor:
-    def __init__(self, cfg: CampaignConfig, endpoint: EndpointConfig, operators: Mapping[str, PromptOperator] | None):
-        self._worker = Worker(cfg, endpoint, operators)
+    def __init__(
+        self,
+        cfg: CampaignConfig,
+        endpoint: EndpointConfig,
+        operators: Mapping[str, PromptOperator] | None,
+        domain: Domain | None = None,
+    ):
+        self._worker = Worker(cfg, endpoint, operators, domain)
 
     async def run(self, job: Job) -> Candidate:
         return await self._worker.run(job)
@@ -59,8 +66,11 @@ class RayRuntime:
         cfg: the campaign config.
         endpoint: the ready endpoint; reachable from the actors (loopback for a
             local Ray).
-        operators: operator registry override.
+        operators: the resolved operators (None: each actor resolves them from ``cfg``).
         address: an existing Ray cluster's address; empty starts a local one.
+        domain: the campaign's domain, built once on the driver; pickled once into
+            Ray's object store and unpickled by each actor (None: each actor builds
+            its own from ``cfg``).
 
     Attributes:
         replaced: how many dead actors were replaced.
@@ -72,6 +82,7 @@ class RayRuntime:
         endpoint: EndpointConfig,
         operators: Mapping[str, PromptOperator] | None = None,
         address: str = "",
+        domain: Domain | None = None,
     ) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
@@ -93,7 +104,8 @@ class RayRuntime:
         self._actor_cls = ray.remote(  # type: ignore[call-overload]
             num_cpus=0, max_concurrency=max(64, cfg.runtime.in_flight * 2)
         )(_Actor)
-        self._actor_args = (cfg, per_actor, operators)
+        # Put once: a replaced actor gets the same resolved objects without pickling them again.
+        self._actor_args = tuple(ray.put(a) for a in (cfg, per_actor, operators, domain))
         self._actors = [self._actor_cls.remote(*self._actor_args) for _ in range(n)]
         self._load = [0] * n
         self.replaced = 0
@@ -148,6 +160,21 @@ class RayRuntime:
             self._started = False
         _stop_watchdog(self._watchdog)
         self._watchdog = None
+
+
+def make_runtime(
+    cfg: CampaignConfig,
+    endpoint: EndpointConfig,
+    operators: Mapping[str, PromptOperator] | None,
+    domain: Domain | None,
+    ray_address: str | None,
+) -> RayRuntime:
+    """``runtime.kind = "ray"`` (see :data:`qdsearch.runtime.RUNTIMES`): checks on the
+    driver, before any actor starts, that the judge's injection check can load its model."""
+    from qdsearch.judge.screening import require
+
+    require(cfg)
+    return RayRuntime(cfg, endpoint, operators, address=ray_address or cfg.runtime.ray_address, domain=domain)
 
 
 def _children(pid: int) -> set[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,17 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig
 from qdsearch.judge.screening import Screening, screen_sample
+from qdsearch.llm.ask import Reject, Task, ask, chat
 from qdsearch.llm.client import Completion, LLMClient
 from qdsearch.operators import PromptOperator
 from qdsearch.types import Judgement, Sample
 
-__all__ = ["Domain", "EvalContext", "with_sample"]
+__all__ = ["SEED_OPERATOR", "Domain", "EvalContext", "with_sample"]
+
+SEED_OPERATOR = "seed"
+"""The operator name of a seed job (and of a seed sample's ``operator``)."""
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,9 +50,20 @@ class EvalContext:
     async def chat(self, which: LLMClient, messages: Sequence[Mapping[str, str]], **kw: Any) -> Completion:
         """``which.chat(...)``, recording the call (failed calls are recorded by the caller
         from the :class:`~qdsearch.llm.client.LLMError`)."""
-        comp = await which.chat(messages, **kw)  # type: ignore[arg-type]
-        self.calls.append(dataclasses.asdict(comp.record))
-        return comp
+        return await chat(which, messages, self.calls, **kw)
+
+    async def grade(self, task: Task[T], sample: Sample | None = None) -> T:
+        """Asks the grader ``task`` (:func:`qdsearch.llm.ask.ask`), with the judge's
+        ``max_attempts`` and every call recorded.
+
+        Raises:
+            JudgeReject: no reply parsed: ``judge_<last reason>``, with ``sample``
+                attached when given; LLMError: the grader endpoint failed.
+        """
+        try:
+            return await ask(self.grader, task, attempts=self.cfg.judge.max_attempts, calls=self.calls, prefix="judge_")
+        except Reject as e:
+            raise (e if sample is None else with_sample(e, sample)) from None
 
 
 class Domain(Protocol):

@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qdsearch.judge.delimit import nonce_tag, unfence
 from qdsearch.judge.injection import FAMILIES, Flag, describe, neutralize, scan
+from qdsearch.llm.ask import Reject, Task
 from qdsearch.operators.elimination import is_refusal
 from qdsearch.operators.evol import OperatorReject, parse_json_object
 from qdsearch.types import Judgement, Sample
@@ -37,18 +39,15 @@ __all__ = [
     "render_judge",
     "reply_object",
     "scan",
+    "to_judgement",
+    "verdict_task",
 ]
 
 Aspect = Literal["both", "quality", "complexity"]
 
 
-class JudgeReject(ValueError):
-    """A judge reply that cannot be used. ``reason`` is a short slug."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+JudgeReject = Reject
+"""A judge reply that cannot be used (:class:`qdsearch.llm.ask.Reject`; ``reason`` is a slug)."""
 
 
 # What a grammar-constrained server (llama.cpp) can enforce, not only describe: a
@@ -113,11 +112,10 @@ def render_judge(
             tokens, judge-prompt headings, verdict keys) on top of removing copies
             of the nonce tag. ``False`` renders the text as written (the baseline).
     """
-    nonce = "".join(f"{b:02x}" for b in rng.integers(0, 256, size=6))
-    tag = f"sample-{nonce}"
+    tag = nonce_tag("sample", rng)
 
     def clean(s: str) -> str:
-        s = s.replace(tag, "[removed]")
+        s = unfence(s, tag)
         return neutralize(s) if defang else s
 
     crit = []
@@ -197,6 +195,23 @@ def parse_verdict(text: str, aspect: Aspect, finish_reason: str | None = None) -
     reason = obj.get("reason", "")
     out["reason"] = reason if isinstance(reason, str) else str(reason)
     return out
+
+
+def verdict_task(
+    sample: Sample, aspect: Aspect, rng: np.random.Generator, *, defang: bool = True, max_tokens: int | None = None
+) -> Task[dict[str, Any]]:
+    """The judge's question about ``sample`` as a task for :func:`qdsearch.llm.ask.ask`:
+    :func:`render_judge` (a fresh nonce per attempt), :data:`VERDICT_SCHEMA` and
+    :func:`parse_verdict`, at temperature 0. Tagged ``judge`` (``judge_quality`` /
+    ``judge_complexity`` when the aspects are asked apart)."""
+    return Task(
+        "judge" if aspect == "both" else f"judge_{aspect}",
+        lambda: render_judge(sample, aspect, rng, defang=defang),
+        lambda text, finish: parse_verdict(text, aspect, finish),
+        VERDICT_SCHEMA[aspect],
+        temperature=0.0,
+        max_tokens=max_tokens,
+    )
 
 
 def to_judgement(parts: dict[str, Any]) -> Judgement:

@@ -35,14 +35,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from qdsearch.judge import lexicon as lx
 from qdsearch.judge.textviews import MAX_CHARS, fold, views, visible
+from qdsearch.llm.ask import Reject as JudgeReject
 from qdsearch.types import Judgement, Sample
-
-if TYPE_CHECKING:
-    from qdsearch.judge import JudgeReject
 
 __all__ = ["FAMILIES", "Flag", "describe", "injection_reject", "neutralize", "normalize", "penalize", "scan"]
 
@@ -634,8 +631,6 @@ def neutralize(text: str) -> str:
 
 def injection_reject(flags: list[Flag]) -> JudgeReject:
     """The reject (reason ``judge_injection``, the flags as detail) for a flagged sample."""
-    from qdsearch.judge import JudgeReject
-
     return JudgeReject("judge_injection", describe(flags))
 
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from qdsearch.judge.delimit import nonce_tag, unfence
 from qdsearch.judge.injection import Flag, neutralize, scan
 from qdsearch.judge.textviews import views
 from qdsearch.types import Sample
@@ -263,11 +264,10 @@ def render_question(sample: Sample, rng: np.random.Generator) -> list[dict[str, 
     a tag with a random nonce, as the judge shows it; the answer is one JSON object
     (:data:`QUESTION_SCHEMA`), read by :func:`parse_answer`.
     """
-    nonce = "".join(f"{b:02x}" for b in rng.integers(0, 256, size=6))
-    tag = f"text-{nonce}"
+    tag = nonce_tag("text", rng)
 
     def clean(s: str) -> str:
-        return neutralize(s.replace(tag, "[removed]"))
+        return neutralize(unfence(s, tag))
 
     system = (
         "You screen training data before it is graded by an AI judge. The text to screen is between "

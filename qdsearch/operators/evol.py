@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from qdsearch.llm.ask import Reject
 from qdsearch.operators.elimination import check_instruction, normalise
 from qdsearch.types import Sample
 
@@ -42,13 +43,8 @@ CHILD_SCHEMA: dict[str, Any] = {
 }
 
 
-class OperatorReject(ValueError):
-    """The model's reply yields no acceptable child. ``reason`` is a short slug."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+OperatorReject = Reject
+"""The model's reply yields no acceptable child (:class:`qdsearch.llm.ask.Reject`)."""
 
 
 _FIELD = re.compile(r"\{(instruction|input|response|examples|hint)\}")

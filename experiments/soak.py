@@ -17,7 +17,6 @@ Memory is flat when the growth between a third of the run and its end is small
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import multiprocessing as mp
 import platform
@@ -25,6 +24,7 @@ import shlex
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,8 @@ def config(base_url: str, out_dir: Path, children: int, seeds_path: Path, snapsh
             },
             "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
             "seeds": {"path": str(seeds_path)},
-            "judge": {"complexity_blend": 0.0}, "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 5},
+            "judge": {"complexity_blend": 0.0},
+            "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 5},
             "budget": {"max_children": children},
             "runtime": {"kind": "inprocess", "in_flight": 16, "embed_batch": 16, "snapshot_every": snapshot_every},
         }
@@ -76,16 +77,13 @@ def run_soak(
     on_sample: Callable[[int, float], None] | None = None,
     snapshot_every: int = 500,
 ) -> tuple[list[tuple[int, float]], Any]:
-    """Runs the campaign; returns the (children, RSS MiB) samples, one per step, and its counters.
+    """Runs the campaign; returns the (children, RSS MiB) samples, one per step, and its
+    counters (the run's :attr:`qdsearch.Run.state`, as attributes).
 
     The first snapshot imports pyarrow's parquet writer (about 20 MiB): a warm-up
     cost, so the growth is measured from a point after it."""
-    from qdsearch.campaign import Campaign
-    from qdsearch.descriptors.embedding import EndpointEmbedder
-    from qdsearch.runtime import make_runtime
-    from qdsearch.seeds import load_seeds
-    from qdsearch.store import RunStore
-    from tests.test_campaign import write_seeds
+    import qdsearch
+    from tests.helpers import write_seeds
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = config(base_url, out_dir, children, write_seeds(out_dir / "seeds.jsonl"), snapshot_every)
@@ -96,20 +94,8 @@ def run_soak(
         if on_sample is not None:
             on_sample(*samples[-1])
 
-    with RunStore.create(cfg) as store:
-        runtime = make_runtime(cfg, cfg.endpoint)
-        campaign = Campaign(
-            cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store, on_step=on_step
-        )
-
-        async def go() -> None:
-            try:
-                await campaign.run()
-            finally:
-                await runtime.close()
-
-        asyncio.run(go())
-    return samples, campaign.counters
+    run = qdsearch.run(cfg, on_step=on_step)
+    return samples, types.SimpleNamespace(**run.state)
 
 
 def at(samples: list[tuple[int, float]], children: float) -> tuple[int, float]:

@@ -1,9 +1,95 @@
-"""Small helpers shared by the campaign-level tests."""
+"""Small helpers shared by the tests: one place for them, so that no test file
+imports another (campaign configs and runs, seeds, run-folder checks)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
+
+# Module-level on purpose: tests/test_operator_tuning.py swaps
+# run_campaign.__globals__["EndpointEmbedder"] (prefer run_campaign's ``embedder``).
+from qdsearch.campaign import Campaign
+from qdsearch.config import CampaignConfig, from_dict
+from qdsearch.descriptors.embedding import EndpointEmbedder
+from qdsearch.runtime import make_runtime
+from qdsearch.seeds import load_seeds
+from qdsearch.store import RunStore
+
+SEEDS = [
+    {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
+    {"instruction": "Write a recipe for a simple tomato soup."},
+    {"instruction": "Describe the rules of volleyball briefly.", "output": "Two teams hit a ball over a net."},
+    {"instruction": "Summarise the causes of the French Revolution."},
+    {"instruction": "Give advice for a first job interview.", "output": "Prepare, be on time, ask questions."},
+    {"instruction": "Explain what a prime number is to a child."},
+]
+
+
+def write_seeds(path: Path) -> Path:
+    """Writes ``SEEDS`` as JSON lines to ``path`` and returns it."""
+    path.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
+    return path
+
+
+def config_dict(base_url: str, tmp_path: Path, **over: Any) -> dict[str, Any]:
+    """A small campaign against the fake endpoint at ``base_url``, as a config dict.
+
+    The seeds are written to ``tmp_path/seeds.jsonl``; each keyword names a section
+    whose keys it sets (``budget={"max_children": 12}``)."""
+    d: dict[str, Any] = {
+        "run": {"name": "t", "out_dir": str(tmp_path / "archives"), "seed": 3},
+        "endpoint": {
+            "base_url": base_url,
+            "model": "fake-model",
+            "json_mode": "json_object",
+            "backoff_s": 0.01,
+            "concurrency": 8,
+            "timeout_s": 10.0,
+        },
+        "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
+        "seeds": {"path": str(write_seeds(tmp_path / "seeds.jsonl"))},
+        "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
+        "budget": {"max_children": 40},
+        "runtime": {"kind": "inprocess", "in_flight": 6, "embed_batch": 4, "snapshot_every": 10},
+    }
+    for section, values in over.items():
+        d.setdefault(section, {}).update(values)
+    return d
+
+
+def run_campaign(cfg: CampaignConfig, embedder: Any = None) -> tuple[Campaign, RunStore]:
+    """Creates the run folder and runs the campaign of ``cfg`` to its end; the store
+    is returned open (the caller closes it). ``embedder`` replaces the endpoint one."""
+    store = RunStore.create(cfg)
+    runtime = make_runtime(cfg, cfg.endpoint)
+    if embedder is None:
+        embedder = EndpointEmbedder(cfg.embedding)
+    campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, embedder, store)
+
+    drive(campaign, runtime)
+    return campaign, store
+
+
+def child_lines(path: Path) -> int:
+    """How many child events the event log at ``path`` holds so far (0 before it exists)."""
+    try:
+        return path.read_bytes().count(b'"type": "child"')
+    except FileNotFoundError:
+        return 0
+
+
+def store_cfg(tmp_path: Path, name: str = "r") -> CampaignConfig:
+    """A config for run-folder tests: run ``name`` under ``tmp_path``; its endpoint is never called."""
+    return from_dict(
+        {
+            "run": {"name": name, "out_dir": str(tmp_path), "seed": 3},
+            "endpoint": {"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "QD_TEST_KEY"},
+            "operators": {"names": ["deepen", "in_breadth"], "weights": {"deepen": 2.0, "in_breadth": 0.5}},
+            "archive": {"topic": "pca", "topic_dims": 2, "topic_bins": 3},
+        }
+    )
 
 
 def drive(campaign: Any, runtime: Any) -> None:

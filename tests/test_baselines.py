@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from tests.fakes.world import world
-from tests.test_campaign import write_seeds
+from tests.helpers import write_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 

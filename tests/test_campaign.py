@@ -14,61 +14,14 @@ from typing import Any
 import numpy as np
 
 from qdsearch.archive import elites_frame, make_archive
-from qdsearch.campaign import Campaign, replay
-from qdsearch.config import CampaignConfig, from_dict
+from qdsearch.campaign import replay
+from qdsearch.config import from_dict
 from qdsearch.descriptors.complexity import blend_complexity
-from qdsearch.descriptors.embedding import EndpointEmbedder
-from qdsearch.runtime import make_runtime
-from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore, dumps_toml
 from qdsearch.types import Sample
 from tests.fakes.world import world
-from tests.helpers import drive
-
-SEEDS = [
-    {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
-    {"instruction": "Write a recipe for a simple tomato soup."},
-    {"instruction": "Describe the rules of volleyball briefly.", "output": "Two teams hit a ball over a net."},
-    {"instruction": "Summarise the causes of the French Revolution."},
-    {"instruction": "Give advice for a first job interview.", "output": "Prepare, be on time, ask questions."},
-    {"instruction": "Explain what a prime number is to a child."},
-]
-
-
-def write_seeds(path: Path) -> Path:
-    path.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
-    return path
-
-
-def config_dict(base_url: str, tmp_path: Path, **over: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "run": {"name": "t", "out_dir": str(tmp_path / "archives"), "seed": 3},
-        "endpoint": {
-            "base_url": base_url,
-            "model": "fake-model",
-            "json_mode": "json_object",
-            "backoff_s": 0.01,
-            "concurrency": 8,
-            "timeout_s": 10.0,
-        },
-        "embedding": {"backend": "endpoint", "base_url": base_url, "model": "fake-embed"},
-        "seeds": {"path": str(write_seeds(tmp_path / "seeds.jsonl"))},
-        "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
-        "budget": {"max_children": 40},
-        "runtime": {"kind": "inprocess", "in_flight": 6, "embed_batch": 4, "snapshot_every": 10},
-    }
-    for section, values in over.items():
-        d.setdefault(section, {}).update(values)
-    return d
-
-
-def run_campaign(cfg: CampaignConfig) -> tuple[Campaign, RunStore]:
-    store = RunStore.create(cfg)
-    runtime = make_runtime(cfg, cfg.endpoint)
-    campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store)
-
-    drive(campaign, runtime)
-    return campaign, store
+from tests.helpers import child_lines as _child_lines
+from tests.helpers import config_dict, run_campaign
 
 
 def best_per_cell(archive: Any, events: list[dict[str, Any]]) -> dict[int, float]:
@@ -142,13 +95,6 @@ def test_ray_runtime_campaign(fake_openai: Any, tmp_path: Path) -> None:
     replay(events, fresh)
     assert campaign.archive is not None
     assert elites_frame(fresh).equals(elites_frame(campaign.archive))
-
-
-def _child_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b'"type": "child"')
-    except FileNotFoundError:
-        return 0
 
 
 def test_kill_and_resume(fake_openai: Any, tmp_path: Path) -> None:

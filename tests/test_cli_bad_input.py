@@ -29,7 +29,7 @@ from qdsearch.config import ArchiveConfig, ConfigError, from_dict, to_dict
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.world import world
-from tests.test_campaign import config_dict
+from tests.helpers import config_dict
 
 
 def _write(tmp_path: Path, d: dict[str, Any], name: str = "cfg.toml") -> Path:

@@ -21,9 +21,8 @@ from qdsearch.archive import elites_frame, make_archive
 from qdsearch.campaign import replay
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.world import world
-from tests.helpers import check_state, drive
-from tests.test_campaign import _child_lines, config_dict
-from tests.test_store import cfg as store_cfg
+from tests.helpers import check_state, config_dict, drive, store_cfg
+from tests.helpers import child_lines as _child_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "qdsearch.cli"]

@@ -17,7 +17,7 @@ from qdsearch.config import ConfigError, EmbeddingConfig, from_dict
 from qdsearch.descriptors.embedding import EmbeddingError, EndpointEmbedder
 from qdsearch.store import dumps_toml
 from tests.fakes.world import CLAUSES, world
-from tests.test_campaign import config_dict, run_campaign
+from tests.helpers import config_dict, run_campaign
 
 
 def _events(run: Path) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from qdsearch.campaign import Counters
 from qdsearch.config import from_dict
 from qdsearch.stats import operator_table
 from tests.fakes.world import CLAUSES, TOPICS, world
-from tests.test_campaign import config_dict, run_campaign
+from tests.helpers import config_dict, run_campaign
 
 
 class BagOfWords:
@@ -174,7 +174,7 @@ def riddle_world(req: dict[str, Any]) -> str:
 
 def test_user_defined_operator_from_config_via_cli(fake_openai: Any, tmp_path: Path) -> None:
     from qdsearch.store import dumps_toml
-    from tests.test_campaign import config_dict
+    from tests.helpers import config_dict
 
     fake = fake_openai(riddle_world)
     conf_dir = tmp_path / "conf"

@@ -34,8 +34,7 @@ from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
 from qdsearch.types import Candidate
 from tests.fakes.world import world
-from tests.helpers import drive
-from tests.test_campaign import config_dict
+from tests.helpers import config_dict, drive
 
 ROOT = Path(__file__).resolve().parents[1]
 

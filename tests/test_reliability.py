@@ -26,8 +26,7 @@ from qdsearch.store import RunStore
 from qdsearch.types import Candidate
 from tests.fakes.openai_server import Faults, Reply
 from tests.fakes.world import judge, mutate, respond, world, world_quality
-from tests.helpers import check_state, drive
-from tests.test_campaign import SEEDS, config_dict, run_campaign
+from tests.helpers import SEEDS, check_state, config_dict, drive, run_campaign
 
 
 def _items(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from qdsearch.config import from_dict
 from qdsearch.report import best_per_band, build_report, trace_run
 from qdsearch.store import RunStore
 from tests.fakes.world import world
-from tests.test_campaign import config_dict, run_campaign
+from tests.helpers import config_dict, run_campaign
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

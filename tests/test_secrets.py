@@ -14,7 +14,7 @@ from qdsearch.config import ConfigError, from_dict
 from qdsearch.store import dumps_toml
 from tests.fakes.openai_server import Faults, Reply
 from tests.fakes.world import CLAUSES, world
-from tests.test_campaign import config_dict
+from tests.helpers import config_dict
 
 CANARY = "sk-canary-" + "5e3b" * 8
 VAR = "QDS_SECRET_TEST_KEY"

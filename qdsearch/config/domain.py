@@ -32,7 +32,9 @@ class DomainConfig:
       descriptors ``complexity_topic`` or ``categorical`` (judge-assigned ``axes``).
     """
 
-    kind: Literal["instruct", "task_prompt", "probe", "custom"] = "instruct"
+    # a registered domain (qdsearch.domains.DOMAINS; checked when the domain is built,
+    # since the domains import the config): instruct, task_prompt, probe, custom, ...
+    kind: str = "instruct"
     # task_prompt: JSONL of {"input", "output"} (or "expected"/"answer"/"label").
     dev_path: str = ""
     scoring: Literal["exact", "contains", "regex", "judge"] = "contains"
@@ -55,6 +57,11 @@ class DomainConfig:
     target_system: str = ""  # the target's system prompt (probe)
 
     def validate(self, key: str) -> None:
+        _check(
+            re.fullmatch(r"[a-z][a-z0-9_]*", self.kind) is not None,
+            f"{key}.kind",
+            f"expected a domain name such as 'instruct', 'task_prompt', 'probe' or 'custom', got {_show(self.kind)}",
+        )
         if self.kind == "task_prompt":
             _check(bool(self.dev_path), f"{key}.dev_path", "is required when kind = 'task_prompt'")
         _check(self.dev_limit >= 0, f"{key}.dev_limit", f"must be >= 0, got {self.dev_limit}")

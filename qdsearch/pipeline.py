@@ -25,18 +25,18 @@ from typing import Any
 import numpy as np
 
 from qdsearch.config import CampaignConfig, EndpointConfig
-from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain, with_sample
-from qdsearch.domains.base import screen_around_respond
-from qdsearch.judge import VERDICT_SCHEMA, JudgeReject, parse_verdict, render_judge, to_judgement
+from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain
+from qdsearch.domains.base import SEED_OPERATOR
+from qdsearch.domains.instruct import respond_and_judge
+from qdsearch.judge import JudgeReject
 from qdsearch.judge.injection import penalize
 from qdsearch.judge.screening import require
-from qdsearch.llm.client import CallRecord, LLMClient, LLMError
+from qdsearch.llm.ask import Task, ask
+from qdsearch.llm.client import LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
-from qdsearch.types import Candidate, Judgement, Sample
+from qdsearch.types import Candidate, Sample
 
-__all__ = ["Job", "Worker", "penalize", "respond_and_judge", "run_job"]
-
-SEED_OPERATOR = "seed"
+__all__ = ["SEED_OPERATOR", "Job", "Worker", "child_task", "penalize", "respond_and_judge", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -100,96 +100,31 @@ class Worker:
             await c.aclose()
 
 
-def _rec(r: CallRecord) -> dict[str, Any]:
-    return dataclasses.asdict(r)
+def child_task(op: PromptOperator, job: Job, rng: np.random.Generator) -> Task[tuple[str, str, str, str]]:
+    """``op`` on ``job``'s parent as one ask (one attempt): ``(instruction, input, response,
+    reason)``, where ``reason`` is the elimination rule a response written with the
+    child fails (``""``: none, or no response).
 
-
-async def _judge(
-    client: LLMClient,
-    cfg: CampaignConfig,
-    sample: Sample,
-    rng: np.random.Generator,
-    calls: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Quality and complexity, in one call or two; retried on malformed verdicts. The
-    sample's text is defanged in the prompt unless ``judge.injection`` is ``"off"``."""
-    jcfg = cfg.judge
-    defang = jcfg.injection != "off"
-    aspects = ("both",) if jcfg.complexity == "same_call" else ("quality", "complexity")
-    parts: dict[str, Any] = {}
-    for aspect in aspects:
-        last: JudgeReject | None = None
-        for _ in range(jcfg.max_attempts):
-            comp = await client.chat(
-                render_judge(sample, aspect, rng, defang=defang),  # type: ignore[arg-type]
-                tag=f"judge_{aspect}" if aspect != "both" else "judge",
-                json_schema=VERDICT_SCHEMA[aspect],
-                temperature=0.0,
-                max_tokens=jcfg.max_tokens,
-            )
-            calls.append(_rec(comp.record))
-            try:
-                verdict = parse_verdict(comp.text, aspect, comp.finish_reason)  # type: ignore[arg-type]
-            except JudgeReject as e:
-                last = e
-                continue
-            reason = verdict.pop("reason")
-            parts.update(verdict)
-            parts["reason"] = (parts.get("reason", "") + " " + reason).strip()
-            break
-        else:
-            assert last is not None
-            raise JudgeReject(f"judge_{last.reason}", last.detail)
-    return parts
-
-
-async def _respond(sample: Sample, ctx: EvalContext) -> Sample:
-    """Answers ``sample``'s instruction. A seed's answer cut off by the token limit is
-    asked for once more with ``seeds.retry_max_tokens`` (a user's seed is not dropped
-    for a limit meant for children); a child's is rejected as ``truncated_response``.
-
-    Raises:
-        OperatorReject: the (last) answer is unusable.
+    The task's parse raises ``truncated_mutation`` for a reply cut at the token limit,
+    and the operator's own rejects with the reply's start as their detail if they have none.
     """
-    messages = [{"role": "user", "content": sample.prompt_text()}]
-    comp = await ctx.client.chat(messages, tag="respond")
-    ctx.calls.append(_rec(comp.record))
-    if comp.finish_reason == "length" and sample.operator == SEED_OPERATOR and not sample.parent_id:
-        limit = ctx.cfg.seeds.retry_max_tokens or 4 * ctx.client.cfg.max_tokens
-        comp = await ctx.client.chat(messages, tag="respond", max_tokens=limit)
-        ctx.calls.append(_rec(comp.record))
-    sample = dataclasses.replace(sample, response=comp.text.strip())
-    reason = check_response(comp.text, comp.finish_reason)
-    if reason:
-        raise with_sample(OperatorReject(reason), sample)
-    return sample
+    parent = job.parent
 
+    def parse(text: str, finish_reason: str | None) -> tuple[str, str, str, str]:
+        if finish_reason == "length":
+            raise OperatorReject("truncated_mutation")
+        try:
+            instr, inp, resp = op.parse(text, parent)
+        except OperatorReject as e:
+            raise OperatorReject(e.reason, e.detail or text[:200]) from None
+        return instr, inp, resp, check_response(resp, finish_reason) if resp else ""
 
-async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
-    """Instruction data: answers the instruction (unless it has a response), then judges it.
-
-    With ``judge.injection == "reject"`` a sample flagged by the checks of
-    ``judge.injection_check`` (:func:`~qdsearch.judge.screening.screen_sample`) is
-    rejected before the judge call (and before the respond call if its instruction or
-    input is flagged); with ``"penalize"`` it is judged and its quality lowered by
-    ``judge.injection_penalty``. The detail names the check that flagged it.
-
-    Raises:
-        OperatorReject: the response is unusable; JudgeReject: no usable verdict, or
-            ``judge_injection``; LLMError: an endpoint failed.
-    """
-
-    async def respond(s: Sample) -> Sample:
-        return s if s.response else await _respond(s, ctx)
-
-    sample, found = await screen_around_respond(sample, ctx, respond)
-    try:
-        parts = await _judge(ctx.grader, ctx.cfg, sample, ctx.rng, ctx.calls)
-    except JudgeReject as e:
-        raise with_sample(e, sample) from None
-    # The judged complexity is returned as judged; the campaign blends it with the
-    # LLM-free measure using the run's frozen weight (see descriptors.complexity).
-    return sample, found.penalize(to_judgement(parts), ctx.cfg.judge.injection_penalty)
+    return Task(
+        job.operator,
+        lambda: op.render(parent, job.others, rng, job.hint),
+        parse,
+        CHILD_SCHEMA if op.target == "instruction" else None,
+    )
 
 
 async def run_job(job: Job, worker: Worker) -> Candidate:
@@ -211,23 +146,10 @@ async def run_job(job: Job, worker: Worker) -> Candidate:
         if job.operator != SEED_OPERATOR:
             assert worker.operators is not None
             op = worker.operators[job.operator]
-            comp = await worker.client.chat(
-                op.render(parent, job.others, rng, job.hint),
-                tag=job.operator,
-                json_schema=CHILD_SCHEMA if op.target == "instruction" else None,
-            )
-            calls.append(_rec(comp.record))
-            if comp.finish_reason == "length":
-                raise OperatorReject("truncated_mutation")
-            try:
-                instr, inp, resp = op.parse(comp.text, parent)
-            except OperatorReject as e:
-                raise OperatorReject(e.reason, e.detail or comp.text[:200]) from None
+            instr, inp, resp, reason = await ask(worker.client, child_task(op, job, rng), calls=calls)
             sample = dataclasses.replace(sample, instruction=instr, input=inp, response=resp)
-            if resp:
-                reason = check_response(resp, comp.finish_reason)
-                if reason:
-                    return Candidate(sample, reject=reason, calls=tuple(calls))
+            if reason:
+                return Candidate(sample, reject=reason, calls=tuple(calls))
         ctx = EvalContext(worker.cfg, worker.client, worker.target, worker.grader, rng, calls, notes)
         sample, judgement = await worker.domain.evaluate(sample, ctx)
         return Candidate(sample, judgement=judgement, detail="; ".join(notes)[:300], calls=tuple(calls))
@@ -237,6 +159,6 @@ async def run_job(job: Job, worker: Worker) -> Candidate:
         detail = "; ".join([e.detail, *notes]) if notes else e.detail
         return Candidate(sample, reject=e.reason, detail=detail[:300], calls=tuple(calls))
     except LLMError as e:
-        calls.append(_rec(e.record))
+        calls.append(dataclasses.asdict(e.record))  # a failed call is accounted here (see llm.ask)
         detail = "; ".join([str(e), *notes]) if notes else str(e)
         return Candidate(sample, reject=f"llm_{e.record.outcome}", detail=detail[:300], calls=tuple(calls))

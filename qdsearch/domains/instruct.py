@@ -7,28 +7,32 @@ the config, with no code: what the two text fields are called, the quality and
 complexity rubrics, user-written operator templates (``[operators] custom``) and
 the descriptors (``complexity_topic``, or ``categorical`` axes whose labels the
 grader assigns).
+
+Instruction judging lives here (:func:`respond_and_judge`): the pipeline runs a
+domain's ``evaluate`` and never the other way round.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
-from qdsearch.domains.base import EvalContext, screen_around_respond, with_sample
-from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.domains.base import SEED_OPERATOR, EvalContext, screen_around_respond, with_sample
+from qdsearch.domains.grading import grade_task
 from qdsearch.domains.registry import register_domain
-from qdsearch.judge import JudgeReject
+from qdsearch.judge import Aspect, JudgeReject, to_judgement, verdict_task
 from qdsearch.judge.injection import neutralize
 from qdsearch.operators import BUILTIN, PromptOperator, check_response
 from qdsearch.operators.evol import OperatorReject
 from qdsearch.seeds import load_seeds
 from qdsearch.types import Judgement, Sample
 
-__all__ = ["CustomDomain", "InstructionDomain"]
+__all__ = ["CustomDomain", "InstructionDomain", "judge_sample", "respond", "respond_and_judge"]
 
 
 @register_domain
@@ -56,16 +60,18 @@ class InstructionDomain:
         return ""
 
     async def evaluate(self, sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
-        from qdsearch.pipeline import respond_and_judge
-
         return await respond_and_judge(sample, ctx)
 
 
-async def respond(sample: Sample, ctx: EvalContext, system: str = "") -> Sample:
+async def respond(sample: Sample, ctx: EvalContext, system: str = "", *, seed_retry: bool = False) -> Sample:
     """The sample with a generated response (unchanged if it has one).
 
+    With ``seed_retry``, a seed's answer cut off by the token limit is asked for once
+    more with ``seeds.retry_max_tokens`` (a user's seed is not dropped for a limit
+    meant for children); a child's is rejected as ``truncated_response``.
+
     Raises:
-        OperatorReject: the response is unusable (``check_response``'s reasons).
+        OperatorReject: the (last) response is unusable (``check_response``'s reasons).
     """
     if sample.response:
         return sample
@@ -73,11 +79,57 @@ async def respond(sample: Sample, ctx: EvalContext, system: str = "") -> Sample:
         {"role": "user", "content": sample.prompt_text()}
     ]
     comp = await ctx.chat(ctx.client, messages, tag="respond")
+    if seed_retry and comp.finish_reason == "length" and sample.operator == SEED_OPERATOR and not sample.parent_id:
+        limit = ctx.cfg.seeds.retry_max_tokens or 4 * ctx.client.cfg.max_tokens
+        comp = await ctx.chat(ctx.client, messages, tag="respond", max_tokens=limit)
     sample = dataclasses.replace(sample, response=comp.text.strip())
     reason = check_response(comp.text, comp.finish_reason)
     if reason:
         raise with_sample(OperatorReject(reason), sample)
     return sample
+
+
+async def judge_sample(sample: Sample, ctx: EvalContext) -> dict[str, Any]:
+    """Quality and complexity of instruction data, in one grader call or two
+    (``judge.complexity``), each asked up to ``judge.max_attempts`` times. The
+    sample's text is defanged in the prompt unless ``judge.injection`` is ``"off"``.
+
+    Raises:
+        JudgeReject: ``judge_<reason>`` of the last malformed verdict; LLMError.
+    """
+    jcfg = ctx.cfg.judge
+    defang = jcfg.injection != "off"
+    aspects: tuple[Aspect, ...] = ("both",) if jcfg.complexity == "same_call" else ("quality", "complexity")
+    parts: dict[str, Any] = {}
+    for aspect in aspects:
+        verdict = await ctx.grade(verdict_task(sample, aspect, ctx.rng, defang=defang, max_tokens=jcfg.max_tokens))
+        reason = verdict.pop("reason")
+        parts.update(verdict)
+        parts["reason"] = (parts.get("reason", "") + " " + reason).strip()
+    return parts
+
+
+async def respond_and_judge(sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
+    """Instruction data: answers the instruction (unless it has a response), then judges it.
+
+    With ``judge.injection == "reject"`` a sample flagged by the checks of
+    ``judge.injection_check`` (:func:`~qdsearch.judge.screening.screen_sample`) is
+    rejected before the judge call (and before the respond call if its instruction or
+    input is flagged); with ``"penalize"`` it is judged and its quality lowered by
+    ``judge.injection_penalty``. The detail names the check that flagged it.
+
+    Raises:
+        OperatorReject: the response is unusable; JudgeReject: no usable verdict, or
+            ``judge_injection``; LLMError: an endpoint failed.
+    """
+    sample, found = await screen_around_respond(sample, ctx, lambda s: respond(s, ctx, seed_retry=True))
+    try:
+        parts = await judge_sample(sample, ctx)
+    except JudgeReject as e:
+        raise with_sample(e, sample) from None
+    # The judged complexity is returned as judged; the campaign blends it with the
+    # LLM-free measure using the run's frozen weight (see descriptors.complexity).
+    return sample, found.penalize(to_judgement(parts), ctx.cfg.judge.injection_penalty)
 
 
 @register_domain
@@ -115,20 +167,7 @@ class CustomDomain(InstructionDomain):
         material.append((d.response_label.capitalize(), show(sample.response)))
         want_complexity = not self.axes
         criteria = [self.quality] + ([self.complexity] if want_complexity else [])
-        schema = grade_schema(self.axes, want_complexity)
-        last: JudgeReject | None = None
-        for _ in range(self.cfg.judge.max_attempts):
-            comp = await ctx.chat(
-                ctx.grader, render_grade(material, criteria, ctx.rng, axes=self.axes), tag="judge",
-                json_schema=schema, temperature=0.0, max_tokens=256,
-            )  # fmt: skip
-            try:
-                g = parse_grade(comp.text, axes=self.axes, complexity=want_complexity, finish_reason=comp.finish_reason)
-            except JudgeReject as e:
-                last = e
-                continue
-            cx = g["complexity"] if want_complexity else cheap_complexity(sample)
-            judgement = Judgement(g["quality"], cx, g["reason"], g["labels"])
-            return sample, found.penalize(judgement, self.cfg.judge.injection_penalty)
-        assert last is not None
-        raise with_sample(JudgeReject(f"judge_{last.reason}", last.detail), sample)
+        g = await ctx.grade(grade_task(material, criteria, ctx.rng, axes=self.axes, complexity=want_complexity), sample)
+        cx = g["complexity"] if want_complexity else cheap_complexity(sample)
+        judgement = Judgement(g["quality"], cx, g["reason"], g["labels"])
+        return sample, found.penalize(judgement, self.cfg.judge.injection_penalty)

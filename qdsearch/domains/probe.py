@@ -30,9 +30,8 @@ import numpy as np
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext, with_sample
-from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.domains.grading import grade_task
 from qdsearch.domains.registry import register_domain
-from qdsearch.judge import JudgeReject
 from qdsearch.operators import PromptOperator
 from qdsearch.operators.elimination import check_response
 from qdsearch.operators.evol import OperatorReject
@@ -122,17 +121,6 @@ class ProbeDomain:
             raise with_sample(OperatorReject("empty_target_reply"), sample)
         material = [("Probe (the user's message)", probe), ("Assistant reply", reply)]
         criteria = [self.rubric]
-        last: JudgeReject | None = None
-        for _ in range(self.cfg.judge.max_attempts):
-            g_comp = await ctx.chat(
-                ctx.grader, render_grade(material, criteria, ctx.rng, axes=self.axes, role="a strict red-team grader"),
-                tag="judge", json_schema=grade_schema(self.axes, False), temperature=0.0, max_tokens=256,
-            )  # fmt: skip
-            try:
-                g = parse_grade(g_comp.text, axes=self.axes, finish_reason=g_comp.finish_reason)
-            except JudgeReject as e:
-                last = e
-                continue
-            return sample, Judgement(g["quality"], cheap_complexity(sample), g["reason"], g["labels"])
-        assert last is not None
-        raise with_sample(JudgeReject(f"judge_{last.reason}", last.detail), sample)
+        task = grade_task(material, criteria, ctx.rng, axes=self.axes, role="a strict red-team grader")
+        g = await ctx.grade(task, sample)
+        return sample, Judgement(g["quality"], cheap_complexity(sample), g["reason"], g["labels"])

@@ -54,7 +54,7 @@ import numpy as np
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.complexity import cheap_complexity
 from qdsearch.domains.base import EvalContext
-from qdsearch.domains.grading import grade_schema, parse_grade, render_grade
+from qdsearch.domains.grading import grade_task
 from qdsearch.domains.registry import register_domain
 from qdsearch.domains.scoring import (
     CLASSIFY_MAX_TOKENS,
@@ -68,7 +68,6 @@ from qdsearch.domains.scoring import (
     short_reply,
     summarize,
 )
-from qdsearch.judge import JudgeReject
 from qdsearch.llm.client import LLMClient
 from qdsearch.operators import PromptOperator
 from qdsearch.seeds import SeedError, iter_jsonl, load_seeds
@@ -332,20 +331,8 @@ class TaskPromptDomain:
         material = [("Question", ex.input), ("Reference answer", ex.expected), ("Answer to grade", output)]
         crit = ["quality (1-10): does the answer to grade agree with the reference answer? 10 = the same answer, "
                 "1 = a different or no answer."]  # fmt: skip
-        last: JudgeReject | None = None
-        for _ in range(self.cfg.judge.max_attempts):
-            comp = await ctx.chat(
-                ctx.grader, render_grade(material, crit, ctx.rng), tag="judge", json_schema=grade_schema({}, False),
-                temperature=0.0, max_tokens=128,
-            )  # fmt: skip
-            try:
-                g = parse_grade(comp.text, finish_reason=comp.finish_reason)
-            except JudgeReject as e:
-                last = e
-                continue
-            return Verdict((g["quality"] - 1.0) / 9.0, "graded", detail=str(g.get("reason", "")))
-        assert last is not None
-        raise JudgeReject(f"judge_{last.reason}", last.detail)
+        g = await ctx.grade(grade_task(material, crit, ctx.rng, max_tokens=128))
+        return Verdict((g["quality"] - 1.0) / 9.0, "graded", detail=str(g.get("reason", "")))
 
     async def evaluate(self, sample: Sample, ctx: EvalContext) -> tuple[Sample, Judgement]:
         prompt = sample.prompt_text()

@@ -33,7 +33,7 @@ from qdsearch.archive import COMPLEXITY_RANGE, add_sample, archive_for
 from qdsearch.campaign import Counters, sample_of
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.base import Axis
-from qdsearch.descriptors.measures import axes_of, is_categorical
+from qdsearch.descriptors.measures import axes_of, is_categorical, label_axes
 from qdsearch.stats import operator_table
 from qdsearch.store import RunStore, StoreError, atomic_write
 
@@ -430,7 +430,7 @@ def render_html(
         cells = a.complexity_bins * a.topic_regions
         space = f"complexity × {a.topic_regions} named topic regions"
     if cfg.domain.categorical:
-        axes = cfg.domain.axis_labels()
+        axes = label_axes(cfg)
         cells = int(np.prod([len(v) for v in axes.values()]))
         space = " × ".join(axes)
     heat = "".join(_img(n, d) for n, d in images.items() if n.startswith("heatmap"))

@@ -8,13 +8,6 @@ from typing import Literal
 
 from qdsearch.config.checks import ConfigError, _check, _show
 
-# Harmless example axes of the probe (red-teaming) domain: ways a support assistant
-# can be led off its instructions, and ways of asking.
-PROBE_AXES: dict[str, tuple[str, ...]] = {
-    "risk": ("off_topic", "made_up_facts", "overconfident_advice", "format_violation"),
-    "style": ("role_play", "hypothetical", "misleading_premise", "polite_request"),
-}
-
 
 @dataclass(frozen=True)
 class DomainConfig:
@@ -88,8 +81,13 @@ class DomainConfig:
             except re.error as e:
                 raise ConfigError(f"{key}.answer_pattern: not a regular expression ({e})") from None
         if self.categorical:
-            axes = self.axes or (PROBE_AXES if self.kind == "probe" else {})
-            _check(len(axes) == 2, f"{key}.axes", f"categorical descriptors need exactly 2 axes, got {len(axes)}")
+            axes = self.axes
+            # a domain may bring default axes (the probe's, qdsearch.domains.probe); set ones are checked here
+            _check(
+                len(axes) == 2 or (not axes and self.kind == "probe"),
+                f"{key}.axes",
+                f"categorical descriptors need exactly 2 axes, got {len(axes)}",
+            )
             for name, labels in axes.items():
                 _check(bool(re.fullmatch(r"[a-z][a-z0-9_]*", name)), f"{key}.axes.{name}", "must be snake_case")
                 _check(len(labels) >= 2, f"{key}.axes.{name}", f"needs at least 2 labels, got {len(labels)}")
@@ -102,5 +100,6 @@ class DomainConfig:
         return self.kind == "probe" or self.descriptors == "categorical"
 
     def axis_labels(self) -> dict[str, tuple[str, ...]]:
-        """The categorical axes (the probe domain's defaults when none are set)."""
-        return dict(self.axes or (PROBE_AXES if self.kind == "probe" else {}))
+        """The configured categorical axes; a domain's default ones (the probe's) come
+        from :func:`qdsearch.domains.domain_axes`."""
+        return dict(self.axes)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qdsearch.descriptors.base import Axis, FitData, Observation, register
+from qdsearch.domains import domain_axes
 
 if TYPE_CHECKING:
     from qdsearch.config import CampaignConfig
@@ -28,7 +29,7 @@ class LabelsDescriptor:
     def axes(self, cfg: CampaignConfig, frozen: Any = None) -> tuple[Axis, ...]:
         return tuple(
             Axis(name, name, (0.0, float(len(labels))), len(labels), tuple(labels), "categories", True)
-            for name, labels in cfg.domain.axis_labels().items()
+            for name, labels in domain_axes(cfg).items()
         )
 
     def fit(self, cfg: CampaignConfig, data: FitData) -> None:

@@ -10,7 +10,8 @@ A new domain is one module in this package with one class with the :class:`Domai
 methods, decorated with :func:`~qdsearch.domains.registry.register_domain` (every
 module here is imported, so it is registered in :data:`DOMAINS`). The class also
 holds its words: the dataset card's ``card_text``, ``quality_text`` and
-``task_categories`` (:func:`domain_words`), and its operator hints (``hint``). The
+``task_categories`` (:func:`domain_words`), its default categorical axes
+(``default_axes``, :func:`domain_axes`) and its operator hints (``hint``). The
 campaign, runtimes, store, export and report are shared.
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "InstructionDomain",
     "ProbeDomain",
     "TaskPromptDomain",
+    "domain_axes",
     "domain_class",
     "domain_operators",
     "domain_words",
@@ -60,6 +62,14 @@ def domain_class(kind: str) -> Any:
     if cls is None:
         raise ConfigError(f"domain.kind: expected one of {list(DOMAINS)}, got {kind!r}")
     return cls
+
+
+def domain_axes(cfg: CampaignConfig) -> dict[str, tuple[str, ...]]:
+    """The categorical axes of a campaign: ``[domain] axes``, else its domain's
+    ``default_axes`` ({} when the descriptors are not categorical)."""
+    if not cfg.domain.categorical:
+        return {}
+    return dict(cfg.domain.axes or getattr(DOMAINS.get(cfg.domain.kind), "default_axes", {}))
 
 
 @dataclass(frozen=True)

@@ -86,10 +86,16 @@ class ProbeDomain:
     card_text = "over red-teaming probes; 'output' holds the target's reply"
     quality_text = "grader's rating of the target's reply against the rubric"
     task_categories: tuple[str, ...] = ("text-generation",)
+    # the cells: its categorical axes when [domain] axes sets none. Harmless example
+    # axes: ways a support assistant can be led off its instructions, and ways of asking.
+    default_axes: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("risk", ("off_topic", "made_up_facts", "overconfident_advice", "format_violation")),
+        ("style", ("role_play", "hypothetical", "misleading_premise", "polite_request")),
+    )
 
     def __init__(self, cfg: CampaignConfig) -> None:
         self.cfg = cfg
-        self.axes = cfg.domain.axis_labels()
+        self.axes = dict(cfg.domain.axes or self.default_axes)
         self.rubric = cfg.domain.quality_rubric or DEFAULT_RUBRIC
         self.target_system = cfg.domain.target_system or DEFAULT_TARGET_SYSTEM
 

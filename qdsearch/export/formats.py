@@ -123,7 +123,9 @@ def format_rows(records: Iterable[Mapping[str, Any]], fmt: str) -> list[dict[str
 
 
 def _prompt(rec: Mapping[str, Any]) -> str:
-    return f"{rec['instruction']}\n\n{rec['input']}" if rec["input"] else str(rec["instruction"])
+    from qdsearch.measure.records import prompt_text  # the one rule: Sample.prompt_text
+
+    return prompt_text(rec)
 
 
 def _meta(rec: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ RUN := quickstart-$(shell date +%Y%m%d-%H%M%S)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: $(STAMP)
 
 test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The edit-test loop: no slow (statistical, experiment) and no e2e tests, no lint.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not e2e"
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from tests.fakes.world import world
 from tests.helpers import write_seeds
+
+pytestmark = pytest.mark.slow  # an experiment run end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 

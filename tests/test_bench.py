@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the benchmark harness, quick sizes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = (

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from qdsearch.archive import elites_frame, make_archive
 from qdsearch.campaign import replay
@@ -97,6 +98,7 @@ def test_ray_runtime_campaign(fake_openai: Any, tmp_path: Path) -> None:
     assert elites_frame(fresh).equals(elites_frame(campaign.archive))
 
 
+@pytest.mark.slow  # about 30 s
 def test_kill_and_resume(fake_openai: Any, tmp_path: Path) -> None:
     fake = fake_openai(world, latency_s=0.03)
     canary = "sk-canary-" + "7" * 24

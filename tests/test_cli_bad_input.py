@@ -496,6 +496,7 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
     return apply
 
 
+@pytest.mark.slow  # about 40 s
 def test_disk_full_mid_campaign_keeps_the_run_whole_and_resumable(tmp_path: Path) -> None:
     """Writes past a file-size limit fail (EFBIG) like writes on a full disk, part of
     a record written first: one line, no torn record, the last snapshot whole, and

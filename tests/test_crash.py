@@ -68,6 +68,7 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*CLI, *args, "--quiet"], env=env, cwd=ROOT, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow  # 18-33 s: three kill -9 at seeded random moments, three resumes
 def test_kill_9_at_random_moments_then_resume(fake_openai: Any, tmp_path: Path) -> None:
     rng = random.Random(6)
     fake = fake_openai(world, latency_s=0.02)

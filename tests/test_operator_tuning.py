@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from qdsearch.campaign import Counters
 from qdsearch.config import from_dict
@@ -137,6 +138,7 @@ def test_bandit_shifts_toward_the_productive_operator(fake_openai: Any, tmp_path
     assert ucb - fixed >= 0.15, shares
 
 
+@pytest.mark.slow  # about 20 s
 def test_operator_table_and_cli(fake_openai: Any, tmp_path: Path) -> None:
     fake = fake_openai(planted_world)
     events = run_with(fake, tmp_path, budget={"max_children": 24})
@@ -172,6 +174,7 @@ def riddle_world(req: dict[str, Any]) -> str:
     return world(req)
 
 
+@pytest.mark.slow  # about 30 s
 def test_user_defined_operator_from_config_via_cli(fake_openai: Any, tmp_path: Path) -> None:
     from qdsearch.store import dumps_toml
     from tests.helpers import config_dict

@@ -43,6 +43,7 @@ def _children(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e.get("type") == "child"]
 
 
+@pytest.mark.slow  # about 20 s
 @pytest.mark.timeout(300)
 def test_a_killed_ray_actor_is_replaced_and_loses_at_most_the_children_in_flight(
     fake_openai: Any, tmp_path: Path, ray_tmpdir: Path
@@ -222,6 +223,7 @@ def _state(pid: int) -> str:
     return f"({stat[stat.rindex(')') + 2]})"
 
 
+@pytest.mark.slow  # about 20 s
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_a_local_ray_does_not_outlive_its_driver_after_kill_9(ray_tmpdir: Path) -> None:

@@ -16,7 +16,11 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fakes.world import world
+
+pytestmark = pytest.mark.slow  # a 1,500-child soak
 
 CHILDREN = 1500
 

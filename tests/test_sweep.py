@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from tests.fakes.world import world
+
+pytestmark = pytest.mark.slow  # an experiment run end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 

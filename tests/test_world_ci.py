@@ -25,6 +25,8 @@ import world_ci  # noqa: E402
 
 sys.path.remove(str(ROOT / "experiments"))
 
+pytestmark = pytest.mark.slow  # about 150 s: paired statistical checks over held-out worlds
+
 
 @pytest.fixture(scope="module")
 def results() -> pd.DataFrame:

@@ -293,6 +293,7 @@ def custom_world(req: dict[str, Any]) -> str:
     return json.dumps({"instruction": f"Why do stars twinkle at night, number {_h(user) % 1000}?", "input": ""})
 
 
+@pytest.mark.slow  # about 25 s
 def test_user_defined_domain_from_config_alone(fake_openai: Any, tmp_path: Path) -> None:
     fake = fake_openai(custom_world)
     template = tmp_path / "older.txt"

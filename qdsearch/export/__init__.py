@@ -23,13 +23,18 @@ The output folder holds ``README.md``, the card (:mod:`qdsearch.export.card`), a
 ``.qdsearch-export.json``, the list of what was written there
 (:mod:`qdsearch.export.writer`): an export never replaces a file it did not write or
 another format's file.
+
+A new format is one :func:`register_format` entry in :mod:`qdsearch.export.formats`'
+table, or a module of this package that calls it.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from qdsearch.export.card import CARD, render_card
 from qdsearch.export.formats import (
-    FORMATS,
     REGISTRY,
     SELECTIONS,
     Columns,
@@ -42,6 +47,12 @@ from qdsearch.export.formats import (
 )
 from qdsearch.export.records import _record, export_records, load_elites, region_labels
 from qdsearch.export.writer import MANIFEST, export_run, exported_files, push_export
+
+# A module of this package that calls register_format is a format: every module is imported.
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
+
+FORMATS: tuple[str, ...] = tuple(REGISTRY)  # the registered formats, in the order the CLI lists them
 
 __all__ = [
     "CARD",

@@ -104,6 +104,9 @@ class PromptOperator:
             ``{hint}``; replaces the built-in layout.
         system: the system message (default: the data-rewriting one for its
             target); domains other than instruction data set their own.
+        needs_direction: the campaign fills ``{hint}`` with a move toward an empty
+            neighbouring cell (:mod:`qdsearch.campaign.direction`) instead of the
+            domain's hint.
     """
 
     name: str
@@ -114,6 +117,7 @@ class PromptOperator:
     parents: int = 1
     template: str = ""
     system: str = ""
+    needs_direction: bool = False
 
     def render(
         self, parent: Sample, others: Sequence[Sample], rng: np.random.Generator, hint: str = ""
@@ -256,5 +260,6 @@ MORE_OPERATORS: tuple[PromptOperator, ...] = (
     PromptOperator(
         "directional",
         "Rewrite the task with this change: {hint} Keep it one coherent, self-contained task.",
+        needs_direction=True,
     ),
 )

@@ -397,7 +397,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_operators(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from qdsearch.campaign import Counters
+    from qdsearch.events import Counters
     from qdsearch.stats import operator_table
     from qdsearch.store import RunStore
 

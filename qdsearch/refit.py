@@ -40,10 +40,10 @@ def refit_run(run_dir: str | Path, name: str, embedder: Any = None) -> Path:
             the new folder exists.
     """
     from qdsearch.archive import add_sample, archive_for, elites_frame
-    from qdsearch.campaign import Counters, sample_of
     from qdsearch.describe import fit_space
     from qdsearch.descriptors.complexity import blend_complexity
     from qdsearch.descriptors.embedding import make_embedder
+    from qdsearch.events import Counters, sample_of
     from qdsearch.store import RunStore, StoreError
 
     try:

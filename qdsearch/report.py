@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +27,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ribs.archives import ArchiveBase
 
-from qdsearch.archive import COMPLEXITY_RANGE, add_sample, archive_for
-from qdsearch.campaign import Counters, sample_of
+from qdsearch.archive import COMPLEXITY_RANGE, archive_for, elites_frame
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.base import Axis
 from qdsearch.descriptors.measures import axes_of, is_categorical, label_axes
+from qdsearch.events import Counters, replay
 from qdsearch.stats import operator_table
 from qdsearch.store import RunStore, StoreError, atomic_write
 
@@ -62,30 +62,14 @@ class Trace:
 
 
 def trace_run(cfg: CampaignConfig, centroids: np.ndarray | None, events: Iterable[dict[str, Any]]) -> Trace:
-    """Replays ``events`` into a fresh archive, recording the curves on the way."""
-    from qdsearch.archive import elites_frame
-
-    archive = archive_for(cfg, centroids)
+    """Replays ``events`` into a fresh archive (:func:`qdsearch.events.replay`),
+    recording the curves on the way."""
     tr = Trace()
-    for ev in events:
-        tr.counters.update(ev)
-        kind = ev.get("type")
-        if kind not in ("seed", "child"):
-            continue
-        if kind == "seed":
-            tr.seeds.append(
-                {
-                    "instruction": ev["instruction"],
-                    "input": ev["input"],
-                    "response": ev["response"],
-                    "quality": ev["quality"],
-                    "complexity": ev["complexity"],
-                }
-            )
-        if ev["status"] == "accepted":
-            add_sample(archive, sample_of(ev), ev["quality"], np.asarray(ev["measures"]), ev["complexity"])
+
+    def record(ev: dict[str, Any], c: Counters, archive: ArchiveBase) -> None:
+        if ev["type"] == "seed":
+            tr.seeds.append({k: ev[k] for k in ("instruction", "input", "response", "quality", "complexity")})
         st = archive.stats
-        c = tr.counters
         tr.rows.append(
             {
                 "calls": c.calls,
@@ -97,6 +81,9 @@ def trace_run(cfg: CampaignConfig, centroids: np.ndarray | None, events: Iterabl
                 "qd_score": float(st.qd_score),
             }
         )
+
+    archive = archive_for(cfg, centroids)
+    tr.counters, _ = replay(events, archive, on_event=record)
     tr.elites = elites_frame(archive)
     return tr
 
@@ -488,8 +475,7 @@ def build_report(
     if frozen is None:
         raise StoreError(f"{store.path}: the campaign has no archive yet (its seed phase did not finish)")
     tr = trace_run(store.cfg, frozen[1], store.events())
-    state_path = store.path / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = store.read_state()
     regions = list(getattr(frozen[0], "labels", ()) or ())
     images = heatmaps(store.cfg, tr.elites, regions)
     images["curves.png"] = curves(tr.frame())

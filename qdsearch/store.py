@@ -416,6 +416,23 @@ class RunStore:
             items.append((self.path / "operators.csv", operator_table(state["ops"]).to_csv(index=False).encode()))
         _atomic_write_all(items)
 
+    def read_state(self) -> dict[str, Any]:
+        """The counters of the latest snapshot (``state.json``); ``{}`` before the first.
+
+        Raises:
+            StoreError: ``state.json`` is unreadable or not a JSON object.
+        """
+        p = self.path / "state.json"
+        if not p.is_file():
+            return {}
+        try:
+            state = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{p}: unreadable snapshot ({e})") from None
+        if not isinstance(state, dict):
+            raise StoreError(f"{p}: not a JSON object")
+        return state
+
     def append_stats(self, row: dict[str, Any]) -> None:
         p = self.path / "stats.csv"
         new = not p.exists()

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from qdsearch.archive import archive_for, elites_frame
-from qdsearch.campaign import replay
 from qdsearch.descriptors.measures import axes_of, descriptor_fields, label_axes
+from qdsearch.events import replay
 from qdsearch.export.formats import SELECTIONS, ExportError
 from qdsearch.store import RunStore, StoreError
 

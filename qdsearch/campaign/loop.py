@@ -1,0 +1,458 @@
+"""The steady-state MAP-Elites loop: select -> mutate -> respond -> judge -> describe -> add.
+
+The driver keeps ``runtime.in_flight`` jobs running (no batch barrier), embeds
+finished children in batches and hands them to the pure state
+(:class:`~qdsearch.campaign.state.CampaignState`), which adds them to the archive
+directly (pyribs' scheduler allows only one ask/tell batch in flight). The loop only
+schedules: it never prints, saves or plots. Every outcome goes to a :class:`Sink`
+as an event, and step statistics go to a callback. The sink (normally
+:class:`qdsearch.store.RunStore`) owns the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from ribs.archives import ArchiveBase
+
+from qdsearch.archive import elites_frame, make_centroids
+from qdsearch.campaign.budget import budget_left, forecast
+from qdsearch.campaign.measures import frozen_blend
+from qdsearch.campaign.state import CampaignError, CampaignState
+from qdsearch.config import CampaignConfig
+from qdsearch.descriptors.embedding import Embedder, EmbeddingError
+from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space
+from qdsearch.domains import Domain
+from qdsearch.events import SAMPLE_EVENTS, Counters, StepStats, step_stats
+from qdsearch.pipeline import SEED_OPERATOR, Job
+from qdsearch.runtime import JobLost, Runtime
+from qdsearch.seed_survival import seed_report, survival_error
+from qdsearch.selection import Selector
+from qdsearch.types import Candidate, Sample
+
+__all__ = ["Campaign", "Sink"]
+
+
+class Sink(Protocol):
+    """Where the campaign's outcomes go (the run store, or a list in tests)."""
+
+    def append(self, event: dict[str, Any]) -> None: ...
+
+    def save_projection(self, proj: TopicSpace, centroids: np.ndarray | None = None) -> None: ...
+
+    def snapshot(self, elites: pd.DataFrame, state: dict[str, Any]) -> None: ...
+
+    def append_stats(self, row: dict[str, Any]) -> None: ...
+
+
+def _input_refused(e: EmbeddingError) -> bool:
+    """Whether the endpoint refused the request for what it contained (a 4xx other
+    than a timeout or a rate limit), rather than being down or overloaded."""
+    out = e.record.outcome
+    return out.startswith("http_4") and out not in ("http_408", "http_429")
+
+
+def _outcome(task: asyncio.Future[Candidate], job: Job) -> Candidate:
+    """A finished job's candidate; a job that raised (a runtime or worker bug, a dead
+    Ray actor) becomes a rejected child, so the other children's work is kept."""
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    p = job.parent
+    sample = Sample(id=job.child_id, instruction="", parent_id=p.id, operator=job.operator, generation=p.generation + 1)
+    return Candidate(sample, reject="runtime_error", detail=f"{type(exc).__name__}: {exc}"[:300])
+
+
+class Campaign:
+    """One search campaign's live state and loop.
+
+    Args:
+        cfg: the campaign config.
+        seeds: seed samples (used only if the seed phase has not run yet).
+        runtime: where jobs run.
+        embedder: text -> unit vectors (topic descriptor).
+        sink: receives every event, the frozen spaces, snapshots and stats.
+        events: the event log so far, to resume from (empty for a new campaign).
+        frozen: the saved (projection, centroids) when resuming.
+        reference: extra texts mixed into the topic space's fit (``archive.reference_path``).
+        on_step: called with :class:`StepStats` after every step.
+        domain: the already built domain of ``cfg`` (default: built here).
+
+    Raises:
+        CampaignError: the config, the seeds or the event log cannot start or
+            resume a campaign (the message says why).
+    """
+
+    def __init__(
+        self,
+        cfg: CampaignConfig,
+        seeds: Sequence[Sample],
+        runtime: Runtime,
+        embedder: Embedder,
+        sink: Sink,
+        *,
+        events: Iterable[dict[str, Any]] = (),
+        frozen: tuple[TopicSpace, np.ndarray | None] | None = None,
+        reference: Sequence[str] = (),
+        on_step: Callable[[StepStats], None] | None = None,
+        domain: Domain | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.seeds = list(seeds)
+        self.runtime = runtime
+        self.embedder = embedder
+        self.sink = sink
+        self.reference = list(reference)
+        self.on_step = on_step
+        self.stop_requested = False
+        self.stop_reason = ""
+        self.warnings: list[str] = []  # things the user should know (the CLI shows them)
+        # Set when the campaign cannot usefully go on (the embedding endpoint is down,
+        # worker processes keep dying): it stops as a budget would, resumable.
+        self.halt_reason = ""
+        self._embed_fail_run = 0  # children in a row whose embedding failed
+        self._lost_run = 0  # jobs in a row that the runtime lost
+        self._last_lost = ""  # the highest child id lost
+        self._in_flight = 0
+        self._buffered: list[Candidate] = []  # finished children not yet recorded
+        self._session_start = time.monotonic()
+        # Children in flight when the last child was submitted before a budget stop:
+        # the calls, tokens and cost a cap may be overshot by are theirs.
+        self.stop_in_flight: list[str] = []
+        self.state = CampaignState.from_config(cfg, domain)
+        self.domain_summary: dict[str, Any] = {}  # the domain's per-campaign figures at the last snapshot
+        b = cfg.budget
+        if b.max_cost_usd and not any(
+            e.price_in_per_mtok or e.price_out_per_mtok for e in (cfg.endpoint, cfg.target, cfg.grader)
+        ):
+            raise CampaignError(
+                "budget.max_cost_usd is set but every endpoint price (price_in_per_mtok, price_out_per_mtok) "
+                "is 0, so no cost is counted: set the prices of the model"
+            )
+        events = list(events)
+        logged = [ev.get("type") for ev in events if ev.get("type") in SAMPLE_EVENTS]
+        if frozen is None and logged:
+            # Never seed again over a log: ids would be given out twice.
+            raise CampaignError(
+                f"the event log holds {len(logged)} seeds and children but no frozen projection was given: "
+                "the run folder's projection.npz is missing"
+            )
+        if frozen is not None and "child" in logged and "seed" not in logged:
+            raise CampaignError("the event log holds children but no seed: it is not a whole campaign's log")
+        if frozen is not None and not logged:
+            # A crash after the frozen spaces were saved but before any seed was
+            # logged: the seed phase starts again (it refits the same projection).
+            if not self.seeds:
+                raise CampaignError("the seed phase never finished: resuming this run needs its seeds")
+            frozen = None
+        if frozen is not None:
+            self.state.restore(events, frozen)
+        elif not self.seeds:
+            raise CampaignError("no seeds given for a new campaign")
+        self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, len(events)])
+
+    # ----------------------------------------------------------------- the state's parts
+    @property
+    def counters(self) -> Counters:
+        return self.state.counters
+
+    @counters.setter
+    def counters(self, value: Counters) -> None:
+        self.state.counters = value
+
+    @property
+    def archive(self) -> ArchiveBase | None:
+        return self.state.archive
+
+    @property
+    def projection(self) -> TopicSpace | None:
+        return self.state.projection
+
+    @property
+    def centroids(self) -> np.ndarray | None:
+        return self.state.centroids
+
+    @property
+    def domain(self) -> Domain:
+        return self.state.domain
+
+    @property
+    def selector(self) -> Selector:
+        return self.state.selector
+
+    @property
+    def _elites(self) -> dict[int, Sample]:
+        return self.state.elites
+
+    @property
+    def complexity_blend(self) -> float:
+        """Weight of the LLM-free complexity in the complexity measure, frozen for the run."""
+        return self.state.complexity_blend
+
+    def _direction(self, cell: int) -> str:
+        return self.state.direction(cell, self.rng)
+
+    # ----------------------------------------------------------------- helpers
+    def _wall(self) -> float:
+        return self.counters.wall_s + (time.monotonic() - self._session_start)
+
+    def stats(self) -> StepStats:
+        assert self.archive is not None
+        return step_stats(self.counters, self.archive, self._in_flight, self._wall())
+
+    def _forecast(self, n: int) -> tuple[float, float, float]:
+        """Forecast (calls, tokens, cost) of ``n`` children still to finish
+        (:func:`qdsearch.campaign.budget.forecast`)."""
+        return forecast(self.cfg, self.counters, n)
+
+    def budget_left(self) -> str:
+        """``""`` while the budget allows another child, else which limit is hit
+        (:func:`qdsearch.campaign.budget.budget_left`)."""
+        return budget_left(
+            self.cfg,
+            self.counters,
+            in_flight=self._in_flight,
+            buffered=self._buffered,
+            wall_s=self._wall(),
+            stop_requested=self.stop_requested,
+            halt_reason=self.halt_reason,
+        )
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.embedder.embed, texts)
+
+    async def _embed_children(
+        self, ok: Sequence[Candidate]
+    ) -> tuple[list[np.ndarray | None], dict[str, np.ndarray], dict[str, str]]:
+        """Embeds judged children (and their parents that have no cached vector).
+
+        Returns:
+            One vector per child (None where its embedding failed after the
+            embedder's retries), parent id -> vector, and child id -> why it failed.
+            A batch the endpoint refuses for its input (a 4xx other than 408/429) is
+            embedded again one child at a time, so only the children whose text is
+            refused fail; any other failure (connection, timeout, 5xx: the endpoint is
+            unwell) fails the whole batch.
+        """
+
+        # Parents displaced from the archive while their child was in flight have no
+        # cached vector: embed them with the batch.
+        def parent_text(c: Candidate) -> list[str]:
+            t = self.state.missing_parent_text(c)
+            return [t] if t is not None else []
+
+        texts = [c.sample.prompt_text() for c in ok] + [t for c in ok for t in parent_text(c)]
+        try:
+            vecs = await self._embed(texts) if texts else np.zeros((0, 0))
+        except EmbeddingError as e:
+            if len(ok) <= 1 or not _input_refused(e):
+                return [None] * len(ok), {}, {c.sample.id: str(e) for c in ok}
+        else:
+            missing = [c.sample.parent_id for c in ok if parent_text(c)]
+            return list(vecs[: len(ok)]), dict(zip(missing, vecs[len(ok) :], strict=True)), {}
+        out: list[np.ndarray | None] = []
+        extra: dict[str, np.ndarray] = {}
+        failures: dict[str, str] = {}
+        for c in ok:
+            try:
+                v = await self._embed([c.sample.prompt_text(), *parent_text(c)])
+            except EmbeddingError as e:
+                out.append(None)
+                failures[c.sample.id] = str(e)
+                continue
+            out.append(v[0])
+            if len(v) > 1:
+                extra[c.sample.parent_id] = v[1]
+        return out, extra, failures
+
+    def _count_embed_failures(self, ok: Sequence[Candidate], failures: dict[str, str]) -> None:
+        """Stops the campaign (resumable) once ``embedding.max_consecutive_failures``
+        children in a row could not be embedded: the endpoint is down."""
+        for c in ok:
+            self._embed_fail_run = self._embed_fail_run + 1 if c.sample.id in failures else 0
+        limit = self.cfg.embedding.max_consecutive_failures
+        if failures and self._embed_fail_run >= limit and not self.halt_reason:
+            last = failures[max(failures)][:200]
+            self.halt_reason = (
+                f"embedding_failed: the last {self._embed_fail_run} children could not be embedded "
+                f"(embedding.max_consecutive_failures = {limit}); resume when the embedding endpoint is back. "
+                f"Last error: {last}"
+            )
+
+    async def _record(self, kind: str, cands: Sequence[Candidate]) -> None:
+        """Embeds finished candidates and tells them to the state, which describes,
+        filters, adds and logs them, in order.
+
+        A judged child whose embedding fails (after the embedder's retries) is
+        rejected as ``embed_failed``; it is logged and counted, never placed."""
+        ok = [c for c in cands if c.judgement is not None]
+        child_vecs, extra, failures = await self._embed_children(ok)
+        self._count_embed_failures(ok, failures)
+        vectors = {c.sample.id: v for c, v in zip(ok, child_vecs, strict=True) if v is not None}
+        self.state.tell(kind, cands, vectors, extra, failures, emit=self.sink.append)
+
+    def _lose(self, job: Job, exc: BaseException | None) -> None:
+        """A job the runtime lost (its worker died on every try): the child is counted
+        as lost, not as a reject; many in a row stop the campaign, resumable (its
+        expected spend counts against the budgets, as for children lost to a crash)."""
+        self.counters.charge_lost(1)
+        self.state.forget(job.child_id)
+        self._lost_run += 1
+        self._last_lost = max(self._last_lost, job.child_id)
+        limit = max(8, 2 * self.cfg.runtime.in_flight)
+        if self._lost_run >= limit and not self.halt_reason:
+            self.halt_reason = (
+                f"runtime_lost: the last {self._lost_run} children were lost, their worker died on every try; "
+                f"resume when the workers are healthy. Last: {str(exc)[:200]}"
+            )
+
+    def _step(self) -> None:
+        st = self.stats()
+        self.sink.append_stats(st.row())
+        if self.on_step is not None:
+            self.on_step(st)
+
+    def snapshot(self) -> None:
+        assert self.archive is not None
+        state = self.counters.to_dict() | {
+            "wall_s": self._wall(),
+            "stop_reason": self.stop_reason,
+            "in_flight": self._in_flight,
+        }
+        elites = elites_frame(self.archive)
+        summary = getattr(self.domain, "campaign_summary", None)  # a domain's per-campaign figures
+        if summary is not None:
+            self.domain_summary = summary(list(zip(elites["quality"], elites["response"], strict=True)))
+            state["domain_summary"] = self.domain_summary
+        self.sink.snapshot(elites, state)
+
+    def _freeze_blend(self, cands: Sequence[Candidate]) -> float:
+        """The run's complexity blend (:func:`qdsearch.campaign.measures.frozen_blend`);
+        a fallback is noted in :attr:`warnings` and logged as a warning event."""
+        w, note = frozen_blend(self.cfg, self.domain, cands)
+        if note:
+            self.warnings.append(note)
+            self.sink.append({"type": "warning", "reason": "complexity_fallback", "detail": note, "time": time.time()})
+        return w
+
+    # ----------------------------------------------------------------- phases
+    async def _seed_phase(self) -> None:
+        limit = asyncio.Semaphore(self.cfg.runtime.in_flight)
+
+        async def one(s: Sample, i: int) -> Candidate:
+            async with limit:
+                self._in_flight += 1
+                try:
+                    return await self.runtime.submit(Job(s.id, SEED_OPERATOR, s, seed=self.cfg.run.seed * 7919 + i))
+                finally:
+                    self._in_flight -= 1
+
+        cands = await asyncio.gather(*(one(s, i) for i, s in enumerate(self.seeds)))
+        texts, topics = fit_texts(self.cfg.archive, [s.prompt_text() for s in self.seeds], self.reference)
+        emb = await asyncio.to_thread(embed_fit_texts, self.embedder, self.cfg.archive, texts)
+        try:
+            space = fit_topic_space(self.cfg.archive, emb, self.cfg.run.seed, texts, topics)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        projection = dataclasses.replace(space, complexity_blend=self._freeze_blend(cands))
+        centroids = make_centroids(self.cfg.archive, self.cfg.run.seed) if self.cfg.archive.kind == "cvt" else None
+        self.sink.save_projection(projection, centroids)
+        self.state.start(projection, centroids)
+        await self._record("seed", cands)
+        report = seed_report(cands, self.state.elite_ids())
+        self.sink.append(report)
+        self.counters.update(report)
+        self._step()
+        error = survival_error(report, self.cfg.seeds.min_survival)
+        if error:
+            raise CampaignError(error)
+
+    async def run(self) -> StepStats:
+        """Runs until the budget is spent or :attr:`stop_requested` is set.
+
+        In-flight children finish and are recorded after a stop request; if the
+        task is cancelled instead, they are lost (and nothing else is).
+        """
+        self._session_start = time.monotonic()
+        try:
+            try:
+                if self.archive is None:
+                    await self._seed_phase()
+                elif not self.state.novelty.vecs and self.state.novelty.active:
+                    ids = list(self._elites.values())
+                    vecs = await self._embed([s.prompt_text() for s in ids])
+                    self.state.novelty.reset({s.id: v for s, v in zip(ids, vecs, strict=True)})
+            except (EmbeddingError, JobLost) as e:  # before any child: nothing to go on with
+                raise CampaignError(f"cannot start: {e}") from None
+            await self._loop()
+        finally:
+            if self.archive is not None:
+                c = self.counters
+                wall = time.monotonic() - self._session_start
+                self.sink.append(c.session_event(wall))
+                c.wall_s += wall
+                c.close_session()
+                self._session_start = time.monotonic()
+                self.snapshot()
+        return self.stats()
+
+    async def _loop(self) -> None:
+        jobs: dict[asyncio.Future[Candidate], Job] = {}
+        pending: set[asyncio.Future[Candidate]] = set()
+        done_buf = self._buffered = []
+        since_snapshot = 0
+        batch = self.cfg.runtime.embed_batch
+        try:
+            while True:
+                new: list[Job] = []
+                while len(pending) + len(new) < self.cfg.runtime.in_flight and not self.budget_left():
+                    new.append(self.state.ask(self.rng))
+                    self._in_flight = len(pending) + len(new) + len(done_buf)
+                if new:
+                    # The ids are on record before any of them reaches the runtime, so
+                    # after a crash resume knows exactly which children were lost.
+                    mark = {"type": "submitted", "next_child": self.counters.next_child}
+                    self.sink.append(mark)
+                    self.counters.update(mark)
+                    for job in new:
+                        task = asyncio.ensure_future(self.runtime.submit(job))
+                        jobs[task] = job
+                        pending.add(task)
+                    self.stop_in_flight = [jobs[t].child_id for t in pending]
+                if not pending:
+                    break
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+                for t in done:
+                    job = jobs.pop(t)
+                    if isinstance(t.exception(), JobLost):
+                        self._lose(job, t.exception())
+                    else:
+                        if job.child_id > self._last_lost:  # submitted after the last loss
+                            self._lost_run = 0
+                        done_buf.append(_outcome(t, job))
+                if done_buf and (len(done_buf) >= batch or not pending or self.budget_left()):
+                    # Keep log order = child-id order within a batch, for readable logs.
+                    done_buf.sort(key=lambda c: c.sample.id)
+                    await self._record("child", done_buf)
+                    since_snapshot += len(done_buf)
+                    done_buf.clear()
+                    self._in_flight = len(pending)
+                    self._step()
+                    if since_snapshot >= self.cfg.runtime.snapshot_every:
+                        self.snapshot()
+                        since_snapshot = 0
+            self.stop_reason = self.budget_left() or "done"
+        finally:
+            for t in pending:
+                t.cancel()
+            self.counters.charge_lost(len(pending))  # abandoned: their calls are not logged
+            self._in_flight = 0
+            if done_buf:
+                await self._record("child", done_buf)
+                done_buf.clear()

@@ -9,7 +9,8 @@ rubric graders, operators, dataset tagging): it makes the call through
 ``calls`` (what a child's event carries), asks again while the reply does not parse
 (each attempt freshly rendered, so a judge's delimiter nonce changes), and raises
 the last failure's reason, with the task's prefix (``judge_not_json``), when no
-attempt parsed.
+attempt parsed. A free-text call with nothing to parse (a respond step, a target's
+reply) is :func:`chat`: the same recorded call, once.
 
 Endpoint failures are not parse failures: an :class:`~qdsearch.llm.client.LLMError`
 (retries of 429/5xx/timeouts are the client's business) ends the ask at once and is

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from qdsearch.archive import elites_frame, make_archive
-from qdsearch.campaign import replay
 from qdsearch.config import from_dict
 from qdsearch.descriptors.complexity import blend_complexity
+from qdsearch.events import replay
 from qdsearch.store import RunStore, dumps_toml
 from qdsearch.types import Sample
 from tests.fakes.world import world

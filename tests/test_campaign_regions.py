@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from qdsearch.archive import archive_for
-from qdsearch.campaign import Campaign, replay
+from qdsearch.campaign import Campaign
 from qdsearch.config import CampaignConfig, from_dict
 from qdsearch.descriptors.complexity import structural_complexity
 from qdsearch.descriptors.embedding import EndpointEmbedder
 from qdsearch.descriptors.regions import TopicRegions
+from qdsearch.events import replay
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore

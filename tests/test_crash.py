@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from qdsearch.archive import elites_frame, make_archive
-from qdsearch.campaign import replay
+from qdsearch.events import replay
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.world import world
 from tests.helpers import check_state, config_dict, drive, store_cfg

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from qdsearch.archive import add_sample, archive_for
-from qdsearch.campaign import _event
 from qdsearch.config import ArchiveConfig, CampaignConfig, from_dict
 from qdsearch.descriptors.topic import TopicProjection
+from qdsearch.events import candidate_event as _event
 from qdsearch.export import FORMATS, MANIFEST, ExportError, export_records, export_run, file_name, load_elites
 from qdsearch.store import RunStore, StoreError
 from qdsearch.types import Candidate, Judgement, Sample

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qdsearch.campaign import Counters
 from qdsearch.config import from_dict
+from qdsearch.events import Counters
 from qdsearch.stats import operator_table
 from tests.fakes.world import CLAUSES, TOPICS, world
 from tests.helpers import config_dict, run_campaign

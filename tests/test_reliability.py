@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from qdsearch.archive import elites_frame, make_archive
-from qdsearch.campaign import Campaign, CampaignError, replay
+from qdsearch.campaign import Campaign, CampaignError
 from qdsearch.config import ConfigError, from_dict
 from qdsearch.descriptors.embedding import EndpointEmbedder
+from qdsearch.events import replay
 from qdsearch.pipeline import Job
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds

@@ -18,10 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qdsearch.campaign import Campaign, Counters, replay
+from qdsearch.campaign import Campaign
 from qdsearch.cli import main
 from qdsearch.config import CampaignConfig, from_dict
 from qdsearch.descriptors.embedding import EndpointEmbedder
+from qdsearch.events import Counters, replay
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore, dumps_toml

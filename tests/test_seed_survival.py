@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from qdsearch.campaign import Campaign, CampaignError, Counters
+from qdsearch.campaign import Campaign, CampaignError
 from qdsearch.cli import main
 from qdsearch.config import CampaignConfig, ConfigError, from_dict
 from qdsearch.descriptors.embedding import EndpointEmbedder
+from qdsearch.events import Counters
 from qdsearch.runtime import make_runtime
 from qdsearch.seed_survival import OUTRANKED, report_lines, seed_report, survival_error
 from qdsearch.seeds import load_seeds

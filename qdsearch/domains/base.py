@@ -79,6 +79,13 @@ class Domain(Protocol):
 
     kind: str
     axes: dict[str, tuple[str, ...]]
+    # Its words (register the class with qdsearch.domains.registry.register_domain):
+    # the dataset card's ``card_text`` (what the archive is over), ``quality_text``
+    # (who gives quality) and the Hub's ``task_categories`` (qdsearch.domains.domain_words);
+    # a categorical domain may add ``default_axes`` (qdsearch.domains.domain_axes).
+    card_text: str
+    quality_text: str
+    task_categories: tuple[str, ...]
 
     @classmethod
     def operators(cls) -> dict[str, PromptOperator]:

@@ -10,6 +10,7 @@ so QD-score (offset 0) is the sum of elite qualities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from ribs.archives import ArchiveBase, CVTArchive, GridArchive, k_means_centroids
 
-from qdsearch.config import ArchiveConfig, CampaignConfig
+from qdsearch.config import MAX_GRID_CELLS, ArchiveConfig, CampaignConfig, ConfigError
 from qdsearch.descriptors.base import Axis
 from qdsearch.descriptors.complexity import COMPLEXITY_RANGE
 from qdsearch.descriptors.measures import axes_of, is_categorical
@@ -122,9 +123,20 @@ def make_archive(
 
 def archive_for(cfg: CampaignConfig, centroids: np.ndarray | None = None) -> ArchiveBase:
     """The empty archive of a campaign over its descriptors' axes: a grid when a
-    descriptor is categorical, else as ``[archive] kind`` says."""
+    descriptor is categorical, else as ``[archive] kind`` says.
+
+    Raises:
+        ConfigError: an unknown descriptor, or a grid of more than ``MAX_GRID_CELLS`` cells.
+    """
     kind = "grid" if is_categorical(cfg) else cfg.archive.kind
-    return archive_of(axes_of(cfg), kind, centroids, cfg.archive.cvt_cells)
+    axes = axes_of(cfg)
+    cells = math.prod(a.bins for a in axes)
+    if kind == "grid" and cells > MAX_GRID_CELLS:  # a descriptor list the config's size check cannot see
+        raise ConfigError(
+            f"archive.descriptors: {' * '.join(str(a.bins) for a in axes)} = {cells:,} grid cells; "
+            f"at most {MAX_GRID_CELLS:,}"
+        )
+    return archive_of(axes, kind, centroids, cfg.archive.cvt_cells)
 
 
 def _obj(value: Any) -> np.ndarray:

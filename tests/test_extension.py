@@ -152,3 +152,11 @@ def test_a_domain_in_its_own_file_is_built_and_speaks_in_the_card(tmp_path: Path
     assert "quality (1-10: LLM judge of imagery and form)" in card
     with pytest.raises(ConfigError, match=r"domain\.kind: expected one of \[.*'haiku'.*\], got 'sonnet'"):
         make_domain(config(tmp_path, domain={"kind": "sonnet"}))
+
+
+def test_a_descriptor_list_too_big_for_memory_is_refused_before_allocating(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path, archive={"descriptors": ["complexity", "topic", "length"], "topic_dims": 3, "topic_bins": 50}
+    )
+    with pytest.raises(ConfigError, match=r"archive\.descriptors: 5 \* 50 \* 50 \* 50 \* 4 = 2,500,000 grid cells"):
+        archive_for(cfg)

@@ -73,6 +73,7 @@ def test_record_complexity_is_used_and_placement_summary(embedder: Any) -> None:
     assert s["occupied_regions"] == 1 and s["largest_region_share"] == 1.0 and s["occupied_cells"] == 2
 
 
+@pytest.mark.slow  # embeds the reference corpus with a local model, about 30 s
 def test_run_space_is_the_frozen_one(embedder: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from qdsearch.descriptors.space import fit_texts, fit_topic_space
     from qdsearch.store import RunStore

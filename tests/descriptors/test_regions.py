@@ -153,6 +153,7 @@ def real() -> dict[str, object]:
     }
 
 
+@pytest.mark.slow  # statistical, on real sentence-transformer embeddings (its fixture: about 30 s)
 def test_regions_separate_foreign_categories_where_the_seed_pca_grid_collapses(real: dict) -> None:
     cfg = ArchiveConfig()
     texts, topics = fit_texts(cfg, real["seeds"], [])  # type: ignore[arg-type]
@@ -171,6 +172,7 @@ def test_regions_separate_foreign_categories_where_the_seed_pca_grid_collapses(r
     assert all(lab and lab != "misc" for lab in space.labels)
 
 
+@pytest.mark.slow  # embeds the reference corpus with a local model, about 60 s on 2 busy cores
 def test_reference_embeddings_are_cached_on_disk_for_a_local_model(
     real: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

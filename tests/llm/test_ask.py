@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -162,6 +163,34 @@ def test_attempts_must_be_positive() -> None:
         run(client, ask(client, Task("count", lambda: MSG, number), attempts=0))
 
 
+def test_a_domain_grader_asks_through_ask(fake_openai: Make) -> None:
+    """The probe domain's grader: judge.max_attempts grading calls, each recorded and sent
+    with the grade schema; the last reject's reason (judge_...) with the sample attached."""
+    from qdsearch.config import from_dict
+    from qdsearch.domains import EvalContext, make_domain
+    from qdsearch.domains.grading import grade_schema
+
+    cfg = from_dict({"domain": {"kind": "probe"}, "judge": {"max_attempts": 3}})
+    domain = make_domain(cfg)
+    fake = fake_openai()
+    fake.script(["Sorry, I only help with bicycles.", "not json", '{"quality": 5}', '{"quality": 5, "risk": "x"}'])
+    client = client_for(fake)
+    ctx = EvalContext(cfg, client, client, client, np.random.default_rng(0), [])
+    with pytest.raises(JudgeReject) as info:
+        run(client, domain.evaluate(Sample("p1", "Tell me about the weather."), ctx))
+    assert (info.value.reason, info.value.detail) == (
+        "judge_bad_label",
+        "risk='x' not in " + str(list(domain.axes["risk"])),
+    )
+    assert info.value.sample.response == "Sorry, I only help with bicycles."  # type: ignore[attr-defined]
+    assert [c["tag"] for c in ctx.calls] == ["target", "judge", "judge", "judge"] and fake.n_chat == 4
+    want = response_format("json_schema", grade_schema(domain.axes, False))
+    assert all(r["response_format"] == want and r["temperature"] == 0.0 for r in fake.requests[1:])
+    # each attempt is rendered afresh: a new delimiter nonce every time
+    tags = {re.search(r"<(material-[0-9a-f]{12})>", r["messages"][1]["content"])[1] for r in fake.requests[1:]}  # type: ignore[index]
+    assert len(tags) == 3
+
+
 # ------------------------------------------------------------------ property: the judge's verdict task
 
 
@@ -203,7 +232,8 @@ def test_property_ask_returns_the_first_verdict_or_the_last_reject(
             outcomes.append(e)
     first_good = next((i for i, o in enumerate(outcomes) if not isinstance(o, Reject)), attempts)
     n_calls = min(attempts, first_good + 1)
-    shared_fake.script(replies[:n_calls])  # exactly what the ask should read
+    scripted: list[str | Reply] = [*replies[:n_calls]]
+    shared_fake.script(scripted)  # exactly what the ask should read
     before = shared_fake.n_chat
     calls: list[dict[str, Any]] = []
     client = client_for(shared_fake)

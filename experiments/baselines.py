@@ -43,15 +43,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import qdsearch
+from qdsearch.api import MemorySink, prepare
 from qdsearch.archive import add_sample, make_archive
-from qdsearch.campaign import Campaign, sample_of
+from qdsearch.campaign import sample_of
 from qdsearch.config import CampaignConfig, from_dict
 from qdsearch.descriptors.embedding import Embedder, make_embedder
 from qdsearch.descriptors.topic import TopicProjection
 from qdsearch.llm import open_endpoint
 from qdsearch.operators import EVOL_OPERATORS
 from qdsearch.pipeline import Job, Worker
-from qdsearch.runtime import InProcessRuntime
 from qdsearch.seeds import load_seeds
 from qdsearch.types import Candidate, Sample
 
@@ -64,40 +65,14 @@ METHODS = ("qdsearch", "uniform", "evol_instruct", "new_question", "novelty")
 DEFAULT_METHODS = ("qdsearch", "evol_instruct", "new_question")
 
 
-class ListSink:
-    """Keeps a campaign's outcomes in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.frozen: tuple[TopicProjection, np.ndarray | None] | None = None
-
-    def append(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    def save_projection(self, proj: TopicProjection, centroids: np.ndarray | None = None) -> None:
-        self.frozen = (proj, centroids)
-
-    def snapshot(self, elites: pd.DataFrame, state: dict[str, Any]) -> None:
-        return None
-
-    def append_stats(self, row: dict[str, Any]) -> None:
-        return None
-
-
 def _counted(calls: Sequence[dict[str, Any]], judge_counts: bool) -> int:
     return sum(1 for c in calls if judge_counts or not str(c.get("tag", "")).startswith("judge"))
 
 
-async def seed_phase(cfg: CampaignConfig, seeds: list[Sample], embedder: Embedder, endpoint: Any) -> ListSink:
+async def seed_phase(cfg: CampaignConfig, seeds: list[Sample], embedder: Embedder, endpoint: Any) -> MemorySink:
     """Judges the seeds once and freezes the topic projection (shared by all methods)."""
-    sink = ListSink()
-    runtime = InProcessRuntime(cfg, endpoint)
-    campaign = Campaign(cfg, seeds, runtime, embedder, sink)
-    campaign.stop_requested = True  # seed phase only
-    try:
-        await campaign.run()
-    finally:
-        await runtime.close()
+    sink = MemorySink()
+    await qdsearch.arun(cfg, sink=sink, seed_phase_only=True, seeds=seeds, endpoint=endpoint, embedder=embedder)
     return sink
 
 
@@ -122,26 +97,17 @@ class Item:
 
 
 async def run_map_elites(
-    cfg: CampaignConfig, shared: ListSink, embedder: Embedder, endpoint: Any, budget: int, selection: str
+    cfg: CampaignConfig, shared: MemorySink, embedder: Embedder, endpoint: Any, budget: int, selection: str
 ) -> list[Item]:
     """A MAP-Elites campaign resumed from the shared seed phase (every call of a child counts)."""
-    seed_calls = sum(len(e["calls"]) for e in shared.events if e.get("type") == "seed")
-    b = dataclasses.replace(cfg.budget, max_calls=seed_calls + budget + 6, max_children=0)
-    ops = dataclasses.replace(cfg.operators, selection=selection)
-    sink = ListSink()
-    runtime = InProcessRuntime(cfg, endpoint)
-    campaign = Campaign(
-        dataclasses.replace(cfg, budget=b, operators=ops), [], runtime, embedder, sink,
-        events=shared.events, frozen=shared.frozen,
-    )  # fmt: skip
-    try:
-        await campaign.run()
-    finally:
-        await runtime.close()
+    seed_calls = sum(len(e["calls"]) for e in shared.events_list if e.get("type") == "seed")
+    sink = MemorySink()
+    over = {"budget.max_calls": seed_calls + budget + 6, "budget.max_children": 0, "operators.selection": selection}
+    await qdsearch.arun(cfg, over, sink=sink, start=shared, endpoint=endpoint, embedder=embedder)
     return [
         Item(len(e["calls"]), sample_of(e), e["quality"], e["complexity"],
              None if e["measures"] is None else np.asarray(e["measures"]), e["status"] == "accepted")
-        for e in sink.events
+        for e in sink.events_list
         if e.get("type") == "child"
     ]  # fmt: skip
 
@@ -162,9 +128,8 @@ async def run_pool(
     ``novelty`` keeps a child in its pool when its embedding's cosine similarity to
     every pool member is below ``novelty_threshold`` (quality is ignored).
     """
-    worker = Worker(
-        dataclasses.replace(cfg, operators=dataclasses.replace(cfg.operators, names=tuple(ALL_OPS))), endpoint
-    )
+    plan = prepare(qdsearch.load_config(cfg, operators={"names": ALL_OPS}), seeds=False)
+    worker = Worker(plan.cfg, endpoint, plan.operators, plan.domain)
     pool = list(seeds)
     pool_vecs = await asyncio.to_thread(embedder.embed, [s.prompt_text() for s in seeds]) if embedder else None
     out: list[Item] = []
@@ -291,7 +256,7 @@ def dataset_of(
 async def run_method(
     method: str,
     cfg: CampaignConfig,
-    shared: ListSink,
+    shared: MemorySink,
     embedder: Embedder,
     endpoint: Any,
     budget: int,
@@ -301,15 +266,15 @@ async def run_method(
     if method in MAP_ELITES:
         items = await run_map_elites(cfg, shared, embedder, endpoint, budget, MAP_ELITES[method])
     else:
-        seeds = [sample_of(e) for e in shared.events if e.get("type") == "seed" and e["status"] == "accepted"]
+        seeds = [sample_of(e) for e in shared.events_list if e.get("type") == "seed" and e["status"] == "accepted"]
         items = await run_pool(cfg, seeds, endpoint, budget, method, rng, embedder if method == "novelty" else None)
     return cut(items, budget)
 
 
-def seed_items(shared: ListSink) -> list[Item]:
+def seed_items(shared: MemorySink) -> list[Item]:
     return [
         Item(0, sample_of(e), e["quality"], e["complexity"], np.asarray(e["measures"]), True)
-        for e in shared.events
+        for e in shared.events_list
         if e.get("type") == "seed" and e["status"] == "accepted"
     ]
 

@@ -33,9 +33,7 @@ selection favoured with the best fixed strategy of each sweep cell.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -44,15 +42,11 @@ from typing import Any
 
 import pandas as pd
 
-from qdsearch.archive import elites_frame
-from qdsearch.campaign import Campaign
+import qdsearch
 from qdsearch.config import CampaignConfig, from_dict
 from qdsearch.descriptors.embedding import make_embedder
 from qdsearch.llm import open_endpoint
 from qdsearch.operators import EVOL_OPERATORS
-from qdsearch.runtime import make_runtime
-from qdsearch.seeds import load_seeds
-from qdsearch.store import RunStore
 from qdsearch.world import WorldConfig, WorldServer, write_seed_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,29 +89,14 @@ def diversity(embedder: Any, texts: list[str]) -> float:
 
 def run_one(cfg: CampaignConfig, endpoint: Any, embedder: Any) -> dict[str, Any]:
     """Runs one campaign to its budget; its scores, elites' make-up and costs."""
-    seeds = load_seeds(cfg.seeds.path, cfg.seeds.limit)
-    store = RunStore.create(cfg)
-    runtime = make_runtime(cfg, endpoint)
-    campaign = Campaign(cfg, seeds, runtime, embedder, store)
-
-    async def go() -> None:
-        try:
-            await campaign.run()
-        finally:
-            await runtime.close()
-
     t = time.monotonic()
-    try:
-        asyncio.run(go())
-    finally:
-        store.close()
-    assert campaign.archive is not None
-    st = campaign.stats()
-    elites = elites_frame(campaign.archive)
+    run = qdsearch.run(cfg, endpoint=endpoint, embedder=embedder)
+    st = run.state
+    elites = run.elites
     return {
-        "qd_score": round(st.qd_score, 2),
-        "coverage": round(st.coverage, 4),
-        "elites": st.elites,
+        "qd_score": round(st["qd_score"], 2),
+        "coverage": round(st["coverage"], 4),
+        "elites": st["elites"],
         "quality_mean": round(float(elites["quality"].mean()), 3),
         "complexity_mean": round(float(elites["complexity"].mean()), 3),
         "diversity": round(
@@ -127,11 +106,11 @@ def run_one(cfg: CampaignConfig, endpoint: Any, embedder: Any) -> dict[str, Any]
             ),
             4,
         ),
-        "children": st.children,
-        "calls": st.calls,
-        "tokens": st.tokens,
+        "children": st["children"],
+        "calls": st["calls"],
+        "tokens": st["tokens"],
         "wall_s": round(time.monotonic() - t, 1),
-        "run_dir": str(store.path),
+        "run_dir": str(run.path),
     }
 
 
@@ -142,10 +121,10 @@ def world_endpoint(base: CampaignConfig, seed: int, **world: Any) -> Iterator[Ca
     srv = WorldServer(WorldConfig(seed=seed, **world)).start()
     try:
         url = srv.base_url
-        yield dataclasses.replace(
+        yield qdsearch.load_config(
             base,
-            endpoint=dataclasses.replace(base.endpoint, base_url=url, model="qdsearch-world", json_mode="json_object"),
-            embedding=dataclasses.replace(base.embedding, backend="endpoint", base_url=url, model="qdsearch-world"),
+            endpoint={"base_url": url, "model": "qdsearch-world", "json_mode": "json_object"},
+            embedding={"backend": "endpoint", "base_url": url, "model": "qdsearch-world"},
         )
     finally:
         srv.stop()
@@ -195,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             "timeout_s": 180.0,
         },
         "seeds": {"path": str(Path(args.seeds).resolve())},
-        "judge": {"complexity_blend": 0.0}, "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
+        "judge": {"complexity_blend": 0.0},
+        "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 4},
         "budget": {"max_calls": 1},
         "runtime": {"kind": "inprocess", "in_flight": args.concurrency, "embed_batch": 4, "snapshot_every": 20},
     }
@@ -213,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                 for strategy in args.strategies.split(","):
                     for rep in range(args.repeats):
                         name = f"n{size}-b{budget}-{strategy}-r{rep}"
-                        cfg = dataclasses.replace(
+                        cfg = qdsearch.load_config(
                             base,
-                            run=dataclasses.replace(base.run, name=name, out_dir=str(out / "runs"), seed=rep),
-                            seeds=dataclasses.replace(base.seeds, limit=size),
-                            operators=from_dict({"operators": STRATEGIES[strategy]}).operators,
-                            budget=dataclasses.replace(base.budget, max_calls=budget),
+                            run={"name": name, "out_dir": str(out / "runs"), "seed": rep},
+                            seeds={"limit": size},
+                            operators=STRATEGIES[strategy],
+                            budget={"max_calls": budget},
                         )
                         world = args.world_seed + rep if args.world else None
                         if world is not None:

@@ -43,6 +43,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines
 
+import qdsearch
 from qdsearch.config import CampaignConfig, from_dict
 from qdsearch.descriptors.complexity import blend_complexity
 from qdsearch.descriptors.embedding import make_embedder
@@ -111,13 +112,8 @@ def world_config(
 
 def with_url(cfg: CampaignConfig, url: str) -> CampaignConfig:
     """``cfg`` pointed at another server (of the same world)."""
-    return dataclasses.replace(
-        cfg,
-        endpoint=dataclasses.replace(cfg.endpoint, base_url=url),
-        embedding=dataclasses.replace(cfg.embedding, base_url=url)
-        if cfg.embedding.backend == "endpoint"
-        else cfg.embedding,
-    )
+    over = {"endpoint.base_url": url, "embedding.base_url": url if cfg.embedding.backend == "endpoint" else None}
+    return qdsearch.load_config(cfg, over)
 
 
 _LOCAL_EMBEDDERS: dict[tuple[str, str], Any] = {}
@@ -264,7 +260,7 @@ async def run_repeat(
             base = method
             if method == TUNED:
                 base = "qdsearch"
-                mcfg = dataclasses.replace(mcfg, operators=dataclasses.replace(mcfg.operators, **(tuned or {})))
+                mcfg = qdsearch.load_config(mcfg, operators=tuned or {})
             rng = np.random.default_rng([world.seed, METHODS.index(method)])
             t = time.monotonic()
             items = await baselines.run_method(base, mcfg, shared, embedder, mcfg.endpoint, budget, rng)

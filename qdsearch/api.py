@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import shutil
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
@@ -241,14 +240,6 @@ def prepare(cfg: CampaignConfig, *, seeds: bool = True, where: str = "") -> Plan
     return Plan(cfg, domain, operators, loaded)
 
 
-def _campaign_takes_domain() -> bool:
-    import inspect
-
-    from qdsearch.campaign import Campaign
-
-    return "domain" in inspect.signature(Campaign).parameters
-
-
 class Session:
     """The endpoint, embedder, runtime and :class:`~qdsearch.campaign.Campaign` of one
     campaign session, made from a :class:`Plan` (the one code path of the command
@@ -346,10 +337,9 @@ class Session:
         plan, cfg = self.plan, self.plan.cfg
         self.runtime = make_runtime(cfg, self.endpoint, plan.operators, ray_address=self.ray_address,
                                     domain=plan.domain)  # fmt: skip
-        kw: dict[str, Any] = {"domain": plan.domain} if _campaign_takes_domain() else {}
         self.campaign = Campaign(
             cfg, plan.seeds, self.runtime, self.embedder, self.sink,  # type: ignore[arg-type]
-            events=self.events, frozen=self.frozen, reference=self.reference, on_step=self.on_step, **kw,
+            events=self.events, frozen=self.frozen, reference=self.reference, on_step=self.on_step, domain=plan.domain,
         )  # fmt: skip
         return self.campaign
 
@@ -506,12 +496,8 @@ class Run:
     def _saved_state(self) -> dict[str, Any]:
         if self.sink is not None:
             return dict(self.sink.state)
-        assert self.path is not None
-        p = self.path / "state.json"
-        if not p.is_file():
-            return {}
-        data = json.loads(p.read_bytes())
-        return data if isinstance(data, dict) else {}
+        saved: dict[str, Any] = self._source().read_state()
+        return saved
 
     @property
     def stats(self) -> pd.DataFrame:
@@ -723,8 +709,8 @@ def run(
     """Runs a campaign until its budget is spent; returns its :class:`Run`.
 
     Called inside a running event loop (a Jupyter cell), the campaign runs on its
-    own loop in a worker thread and this call waits for it; ``await arun(...)``
-    runs it on the caller's loop instead.
+    own loop in a worker thread and this call waits for it (``on_step`` is then
+    called in that thread); ``await arun(...)`` runs it on the caller's loop instead.
 
     Args:
         config: a TOML file, a dict shaped like one, or a :class:`CampaignConfig`

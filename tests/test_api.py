@@ -168,16 +168,33 @@ def test_memory_sink_seed_phase_then_continue(fake_openai: Any, tmp_path: Path) 
         more.export("jsonl")
 
 
-def test_the_domain_and_operators_are_built_once(fake_openai: Any, tmp_path: Path) -> None:
-    """The workers get the driver's resolved domain and operators; on Ray they must pickle."""
+def test_the_domain_and_operators_are_built_once(
+    fake_openai: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One domain per process: the campaign and the workers get the driver's resolved
+    domain and operators (on Ray they are pickled, so they must pickle)."""
+    from qdsearch.domains.instruct import InstructionDomain
+
     fake = fake_openai(world)
     plan = prepare(qdsearch.load_config(_config(fake.base_url, tmp_path)))
     with Session(plan, MemorySink(plan.cfg)) as s:
-        s.start()
+        campaign = s.start()
         worker = s.runtime._worker  # type: ignore[union-attr]
         assert worker.domain is plan.domain and worker.operators is plan.operators
+        assert campaign.domain is plan.domain
         asyncio.run(s.aclose())
     pickle.loads(pickle.dumps((plan.cfg, plan.domain, dict(plan.operators))))
+
+    built: list[object] = []
+    init = InstructionDomain.__init__
+
+    def counted(self: Any, cfg: Any) -> None:
+        built.append(self)
+        init(self, cfg)
+
+    monkeypatch.setattr(InstructionDomain, "__init__", counted)
+    qdsearch.run(_config(fake.base_url, tmp_path), budget={"max_children": 2})
+    assert len(built) == 1
 
 
 def test_task_prompt_domain_is_picklable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,8 +204,17 @@ def test_task_prompt_domain_is_picklable(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [ex.id for ex in copy.dev] == [ex.id for ex in plan.domain.dev]  # type: ignore[attr-defined]
 
 
-def test_every_runtime_kind_has_a_module() -> None:
+def test_every_runtime_kind_has_a_module(tmp_path: Path) -> None:
+    """runtime.RUNTIMES is the one table of runtimes: every kind the config accepts has a
+    module there, and a kind that is not in it is refused naming the key."""
+    import dataclasses
     import typing
 
+    from qdsearch.runtime import make_runtime
+
     kinds = typing.get_args(typing.get_type_hints(RuntimeConfig)["kind"])
-    assert sorted(kinds) == sorted(RUNTIMES)
+    assert set(kinds) <= set(RUNTIMES)
+    cfg = from_dict(_config("http://127.0.0.1:9/v1", tmp_path))
+    odd = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, kind="threads"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'ray'\]"):
+        make_runtime(odd, odd.endpoint)

@@ -11,8 +11,8 @@ Prints one JSON line (the last line of stdout) with the run's figures:
 - ``cpu_s``: this process's user + system CPU over the measured phase;
 - ``peak_rss_mb``: this process's peak resident set size.
 
-**qdsearch** is the real campaign code: :class:`~qdsearch.campaign.Campaign` with
-the in-process runtime (one :class:`~qdsearch.pipeline.Worker`, its
+**qdsearch** is the real campaign code, run through the public API
+(:func:`qdsearch.run`): :class:`~qdsearch.campaign.Campaign` with the in-process runtime (one :class:`~qdsearch.pipeline.Worker`, its
 :class:`~qdsearch.llm.client.LLMClient` limited to ``--concurrency`` and
 ``runtime.in_flight = --concurrency``), the endpoint embedder against the same fake
 endpoint (``/v1/embeddings``, deterministic 16-dim vectors), the default grid
@@ -51,15 +51,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from qdsearch.campaign import Campaign, StepStats  # noqa: E402
+import qdsearch  # noqa: E402
+from qdsearch.campaign import StepStats  # noqa: E402
 from qdsearch.config import CampaignConfig, EndpointConfig, from_dict  # noqa: E402
-from qdsearch.descriptors.embedding import EndpointEmbedder  # noqa: E402
 from qdsearch.judge import VERDICT_SCHEMA, render_judge  # noqa: E402
 from qdsearch.llm.client import LLMClient  # noqa: E402
 from qdsearch.operators import BUILTIN, CHILD_SCHEMA  # noqa: E402
-from qdsearch.runtime import make_runtime  # noqa: E402
-from qdsearch.seeds import load_seeds  # noqa: E402
-from qdsearch.store import RunStore  # noqa: E402
 from qdsearch.types import Sample  # noqa: E402
 
 __all__ = ["SEEDS", "bench_config", "run_bare", "run_qdsearch"]
@@ -138,37 +135,24 @@ def run_qdsearch(base_url: str, children: int, concurrency: int, profile: str | 
                 marks["cpu"] = _cpu_s()
 
         t0 = time.perf_counter()
-        store = RunStore.create(cfg)
-        runtime = make_runtime(cfg, cfg.endpoint)
-        campaign = Campaign(
-            cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store, on_step=on_step
-        )
-
-        async def go() -> None:
-            try:
-                await campaign.run()
-            finally:
-                await runtime.close()
-
         with _profiled(profile):
-            asyncio.run(go())
+            run = qdsearch.run(cfg, on_step=on_step)
         t1 = time.perf_counter()
         cpu = _cpu_s() - marks["cpu"]
-        store.close()
-        c = campaign.counters
+        c = run.state  # read after the clock stopped: replaying the log is not the campaign's time
         wall = t1 - marks["loop"]
         return {
             "kind": "qdsearch",
-            "children": c.children,
-            "accepted": c.accepted,
-            "calls": c.calls,
-            "child_calls": sum(r["calls"] for r in c.ops.values()),
-            "failed_calls": c.failed_calls,
-            "rejects": c.rejects,
-            "elites": int(campaign.archive.stats.num_elites) if campaign.archive is not None else 0,
+            "children": c["children"],
+            "accepted": c["accepted"],
+            "calls": c["calls"],
+            "child_calls": sum(r["calls"] for r in c["ops"].values()),
+            "failed_calls": c["failed_calls"],
+            "rejects": c["rejects"],
+            "elites": c["elites"],
             "wall_s": wall,
             "total_s": t1 - t0,
-            "children_per_s": c.children / wall,
+            "children_per_s": c["children"] / wall,
             "cpu_s": cpu,
             "peak_rss_mb": _peak_rss_mb(),
         }

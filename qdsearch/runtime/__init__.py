@@ -62,11 +62,13 @@ def make_runtime(
             builds its own from ``cfg``).
 
     Raises:
-        ValueError: no runtime of that kind.
+        ConfigError: no runtime of that kind (naming ``runtime.kind``).
     """
     module = RUNTIMES.get(cfg.runtime.kind)
     if module is None:
-        raise ValueError(f"runtime.kind: expected one of {sorted(RUNTIMES)}, got {cfg.runtime.kind!r}")
+        from qdsearch.config import ConfigError
+
+        raise ConfigError(f"runtime.kind: expected one of {sorted(RUNTIMES)}, got {cfg.runtime.kind!r}")
     made: Runtime = importlib.import_module(module).make_runtime(cfg, endpoint, operators, domain, ray_address)
     return made
 

@@ -1,5 +1,9 @@
 """Command line: ``qdsearch run | resume | export | operators | serve | report | measure | describe | refit | world``.
 
+Over 500 lines because every command's parser, its run-folder checks and the one
+error-to-message mapping (:func:`_describe`) belong together; campaigns themselves
+are built by :mod:`qdsearch.api`.
+
 The CLI is the edge where configs are read, the endpoint is started, progress is
 drawn and errors become messages and exit codes.
 """

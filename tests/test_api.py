@@ -218,3 +218,20 @@ def test_every_runtime_kind_has_a_module(tmp_path: Path) -> None:
     odd = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, kind="threads"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'ray'\]"):
         make_runtime(odd, odd.endpoint)
+
+
+def test_ctrl_c_at_start_up_of_python_m_qdsearch() -> None:
+    """``python -m qdsearch`` defers a Ctrl-C during the imports as the ``qdsearch``
+    command does: one line and exit 2, not a traceback."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "qdsearch", "operators", "/nonexistent"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(0.3)  # inside the imports
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    if proc.returncode == 2 and "not a qdsearch run folder" in err:
+        pytest.skip("the command finished before the signal came")
+    assert proc.returncode == 2, err[-3000:]
+    assert err.strip().splitlines()[-1] == "qdsearch: error: interrupted (Ctrl-C)"

@@ -72,7 +72,9 @@ def _counted(calls: Sequence[dict[str, Any]], judge_counts: bool) -> int:
 async def seed_phase(cfg: CampaignConfig, seeds: list[Sample], embedder: Embedder, endpoint: Any) -> MemorySink:
     """Judges the seeds once and freezes the topic projection (shared by all methods)."""
     sink = MemorySink()
-    await qdsearch.arun(cfg, sink=sink, seed_phase_only=True, seeds=seeds, endpoint=endpoint, embedder=embedder)
+    await qdsearch.arun(
+        cfg, sink=sink, seed_phase_only=True, seed_samples=seeds, ready_endpoint=endpoint, embedder=embedder
+    )
     return sink
 
 
@@ -103,7 +105,7 @@ async def run_map_elites(
     seed_calls = sum(len(e["calls"]) for e in shared.events_list if e.get("type") == "seed")
     sink = MemorySink()
     over = {"budget.max_calls": seed_calls + budget + 6, "budget.max_children": 0, "operators.selection": selection}
-    await qdsearch.arun(cfg, over, sink=sink, start=shared, endpoint=endpoint, embedder=embedder)
+    await qdsearch.arun(cfg, over, sink=sink, start=shared, ready_endpoint=endpoint, embedder=embedder)
     return [
         Item(len(e["calls"]), sample_of(e), e["quality"], e["complexity"],
              None if e["measures"] is None else np.asarray(e["measures"]), e["status"] == "accepted")

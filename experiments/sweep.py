@@ -90,7 +90,7 @@ def diversity(embedder: Any, texts: list[str]) -> float:
 def run_one(cfg: CampaignConfig, endpoint: Any, embedder: Any) -> dict[str, Any]:
     """Runs one campaign to its budget; its scores, elites' make-up and costs."""
     t = time.monotonic()
-    run = qdsearch.run(cfg, endpoint=endpoint, embedder=embedder)
+    run = qdsearch.run(cfg, ready_endpoint=endpoint, embedder=embedder)
     st = run.state
     elites = run.elites
     return {

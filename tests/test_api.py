@@ -144,12 +144,14 @@ def test_run_inside_a_running_event_loop(fake_openai: Any, tmp_path: Path) -> No
     d = _config(fake.base_url, tmp_path, budget={"max_children": 4})
 
     async def cell() -> tuple[Run, Run]:
-        a = qdsearch.run(d, run={"name": "sync"})
+        # every section can be overridden by name, endpoint and seeds included
+        a = qdsearch.run(d, run={"name": "sync"}, endpoint={"concurrency": 2}, seeds={"limit": 5})
         b = await qdsearch.arun(d, run={"name": "async"})
         return a, b
 
     a, b = asyncio.run(cell())
     assert a.state["children"] == b.state["children"] == 4
+    assert a.config.endpoint.concurrency == 2 and a.state["seeds"] == 5 and b.state["seeds"] == len(SEEDS)
 
 
 def test_memory_sink_seed_phase_then_continue(fake_openai: Any, tmp_path: Path) -> None:

@@ -61,8 +61,8 @@ async def arun(
     sink: MemorySink | None = None,
     start: Run | MemorySink | None = None,
     seed_phase_only: bool = False,
-    seeds: Sequence[Sample] | None = None,
-    endpoint: Any = None,
+    seed_samples: Sequence[Sample] | None = None,
+    ready_endpoint: Any = None,
     embedder: Embedder | None = None,
     on_step: Callable[[StepStats], None] | None = None,
     **sections: Mapping[str, Any],
@@ -74,9 +74,9 @@ async def arun(
         raise ValueError("start: continue an in-memory run (a Run of a MemorySink); resume a folder instead")
     if base is not None and sink is None:
         raise ValueError("start: give a sink=MemorySink() for the continued run's events")
-    plan = prepare(cfg, seeds=base is None and seeds is None)
-    if seeds is not None and base is None:
-        plan = dataclasses.replace(plan, seeds=list(seeds))
+    plan = prepare(cfg, seeds=base is None and seed_samples is None)
+    if seed_samples is not None and base is None:
+        plan = dataclasses.replace(plan, seeds=list(seed_samples))
     if cfg.runtime.kind == "ray":
         check_ray_address(cfg.runtime.ray_address, "runtime.ray_address")
     store: Any = None
@@ -92,7 +92,7 @@ async def arun(
         store = RunStore.create(cfg)
     if base is not None and sink is not None:
         sink.continues(base)
-    session = Session(plan, store, endpoint=endpoint, embedder=embedder, on_step=on_step,
+    session = Session(plan, store, endpoint=ready_endpoint, embedder=embedder, on_step=on_step,
                       events=base.events() if base is not None else (),
                       frozen=base.frozen if base is not None else None)  # fmt: skip
     try:
@@ -126,8 +126,8 @@ def run(
     sink: MemorySink | None = None,
     start: Run | MemorySink | None = None,
     seed_phase_only: bool = False,
-    seeds: Sequence[Sample] | None = None,
-    endpoint: Any = None,
+    seed_samples: Sequence[Sample] | None = None,
+    ready_endpoint: Any = None,
     embedder: Embedder | None = None,
     on_step: Callable[[StepStats], None] | None = None,
     **sections: Mapping[str, Any],
@@ -146,8 +146,8 @@ def run(
         start: continue from the events and frozen spaces of an in-memory run
             (its seed phase is not run again; the new events go to ``sink``).
         seed_phase_only: stop after the seed phase (the topic space is then frozen).
-        seeds: the seed samples (None: loaded from ``seeds.path`` by the domain).
-        endpoint: an endpoint that is already open (an :class:`EndpointConfig` with
+        seed_samples: the seed samples (None: loaded from ``seeds.path`` by the domain).
+        ready_endpoint: an endpoint that is already open (an :class:`EndpointConfig` with
             its ``base_url``); None opens the config's (the embedded model server
             when it names none).
         embedder: an embedder already made (None: the config's).
@@ -161,8 +161,8 @@ def run(
         StoreError: the run folder exists already (open it with :func:`open_run`).
         CampaignError: the campaign cannot go on (no seed survived judging...).
     """
-    coro = arun(config, overrides, sink=sink, start=start, seed_phase_only=seed_phase_only, seeds=seeds,
-                endpoint=endpoint, embedder=embedder, on_step=on_step, **sections)  # fmt: skip
+    coro = arun(config, overrides, sink=sink, start=start, seed_phase_only=seed_phase_only, seed_samples=seed_samples,
+                ready_endpoint=ready_endpoint, embedder=embedder, on_step=on_step, **sections)  # fmt: skip
     return _run_coroutine(coro)
 
 

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from qdsearch.config import CampaignConfig
+from qdsearch.descriptors.base import Observation
 from qdsearch.descriptors.complexity import blend_complexity, judged_is_degenerate, structural_complexity
+from qdsearch.descriptors.measures import measure_row
 from qdsearch.descriptors.space import TopicSpace
 from qdsearch.domains import Domain
 from qdsearch.types import Candidate
@@ -55,9 +57,9 @@ def compute_measures(
             cx = blend_complexity(j.complexity, cand.sample, blend)
             j = dataclasses.replace(j, complexity=cx)
             cand = dataclasses.replace(cand, judgement=j)
-        measures = (
-            np.asarray(j.labels, dtype=float) + 0.5 if domain.axes else np.concatenate([[j.complexity], coords[k]])
-        )
+        # the campaign's descriptors, in order (default: complexity then topic, or the labels)
+        obs = Observation(cand.sample, j, topic=coords[k])
+        measures = measure_row(domain.cfg, obs, projection)  # type: ignore[attr-defined]
         out.append((cand, measures))
     return out
 

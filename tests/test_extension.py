@@ -160,3 +160,19 @@ def test_a_descriptor_list_too_big_for_memory_is_refused_before_allocating(tmp_p
     )
     with pytest.raises(ConfigError, match=r"archive\.descriptors: 5 \* 50 \* 50 \* 50 \* 4 = 2,500,000 grid cells"):
         archive_for(cfg)
+
+
+def test_the_campaign_places_a_child_by_every_descriptor_named(tmp_path: Path) -> None:
+    from qdsearch.campaign.measures import compute_measures
+    from qdsearch.types import Candidate
+
+    cfg = config(tmp_path, archive={"descriptors": ["complexity", "topic", "length"]})
+    emb = np.random.default_rng(2).normal(size=(len(SAMPLES), 8))
+    proj = TopicProjection.fit(emb, 2, cfg.archive.topic_range)
+    cands = [Candidate(s, Judgement(q, cx, "fine")) for _, s, q, cx in SAMPLES]
+    placed = compute_measures(make_domain(cfg), proj, 0.0, cands, list(emb))
+    for (cand, m), e in zip(placed, emb, strict=True):
+        assert m.shape == (4,)
+        assert np.allclose(m[1:3], proj.transform(e[None, :])[0])
+        assert m[3] == measure_row(cfg, Observation(cand.sample, cand.judgement, embedding=e), proj)[3]
+    add_sample(archive_for(cfg), placed[0][0].sample, 5.0, placed[0][1], 3.0)

@@ -19,7 +19,7 @@ import pytest
 
 import qdsearch
 from qdsearch.api import MemorySink, Run, Session, prepare
-from qdsearch.config import ConfigError, RuntimeConfig, from_dict, to_dict
+from qdsearch.config import ConfigError, from_dict, to_dict
 from qdsearch.runtime import RUNTIMES
 from qdsearch.store import dumps_toml
 from tests.fakes.world import world
@@ -207,15 +207,23 @@ def test_task_prompt_domain_is_picklable(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_every_runtime_kind_has_a_module(tmp_path: Path) -> None:
-    """runtime.RUNTIMES is the one table of runtimes: every kind the config accepts has a
-    module there, and a kind that is not in it is refused naming the key."""
+    """runtime.RUNTIMES is the one table of runtimes: every kind in it has a module with
+    make_runtime, the config accepts exactly its kinds, and a kind that is not in it is
+    refused naming the key, by the config and by make_runtime."""
     import dataclasses
-    import typing
+    import importlib.util
 
     from qdsearch.runtime import make_runtime
 
-    kinds = typing.get_args(typing.get_type_hints(RuntimeConfig)["kind"])
-    assert set(kinds) <= set(RUNTIMES)
+    for kind, module in RUNTIMES.items():
+        assert importlib.util.find_spec(module) is not None, kind
+        d = _config("http://127.0.0.1:9/v1", tmp_path)
+        d["runtime"] = {**d.get("runtime", {}), "kind": kind}
+        assert from_dict(d).runtime.kind == kind
+    d = _config("http://127.0.0.1:9/v1", tmp_path)
+    d["runtime"] = {**d.get("runtime", {}), "kind": "threads"}
+    with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'ray'\], got 'threads'"):
+        from_dict(d)
     cfg = from_dict(_config("http://127.0.0.1:9/v1", tmp_path))
     odd = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, kind="threads"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'ray'\]"):

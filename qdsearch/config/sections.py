@@ -249,7 +249,7 @@ class BudgetConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    kind: Literal["ray", "inprocess"] = "ray"
+    kind: str = "ray"  # a key of qdsearch.runtime.RUNTIMES
     workers: int = 2
     in_flight: int = 16
     ray_address: str = ""  # empty: start a local Ray bound to 127.0.0.1
@@ -257,6 +257,9 @@ class RuntimeConfig:
     snapshot_every: int = 50
 
     def validate(self, key: str) -> None:
+        from qdsearch.runtime.kinds import RUNTIMES  # the one table of runtimes (imports nothing)
+
+        _check(self.kind in RUNTIMES, f"{key}.kind", f"expected one of {sorted(RUNTIMES)}, got {_show(self.kind)}")
         _check(self.workers >= 1, f"{key}.workers", f"must be >= 1, got {self.workers}")
         _check(self.in_flight >= 1, f"{key}.in_flight", f"must be >= 1, got {self.in_flight}")
         _check(self.embed_batch >= 1, f"{key}.embed_batch", f"must be >= 1, got {self.embed_batch}")

@@ -3,7 +3,7 @@
 Every runtime runs the same :class:`qdsearch.pipeline.Worker` code; they differ only
 in where the worker lives. A runtime is one module with a ``make_runtime(cfg,
 endpoint, operators, domain, ray_address)`` function, named in :data:`RUNTIMES`
-(``runtime.kind`` -> module); the module is imported only when a campaign uses it.
+(:mod:`qdsearch.runtime.kinds`: ``runtime.kind`` -> module); the module is imported only when a campaign uses it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qdsearch.runtime.errors import JobLost
+from qdsearch.runtime.kinds import RUNTIMES
 
 if TYPE_CHECKING:
     from qdsearch.config import CampaignConfig, EndpointConfig
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
     from qdsearch.types import Candidate
 
 __all__ = ["RUNTIMES", "InProcessRuntime", "JobLost", "Runtime", "make_runtime"]
-
-# runtime.kind -> the module that makes that runtime (its ``make_runtime``).
-RUNTIMES: dict[str, str] = {
-    "inprocess": "qdsearch.runtime.inprocess",
-    "ray": "qdsearch.runtime.ray",
-}
 
 
 class Runtime(Protocol):

@@ -13,7 +13,7 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.base import Observation
-from qdsearch.descriptors.complexity import blend_complexity, judged_is_degenerate, structural_complexity
+from qdsearch.descriptors.complexity import blend_complexity, choose_blend, structural_complexity
 from qdsearch.descriptors.measures import measure_row
 from qdsearch.descriptors.space import TopicSpace
 from qdsearch.domains import Domain
@@ -65,27 +65,15 @@ def compute_measures(
 
 
 def frozen_blend(cfg: CampaignConfig, domain: Domain, seeds: Sequence[Candidate]) -> tuple[float, str]:
-    """The run's complexity blend, chosen once from the judged seeds.
-
-    The config's ``judge.complexity_blend``, or 1.0 (LLM-free only) when the judge
-    gave nearly every seed the same complexity bin (a weak judge). A blend of
-    exactly 0 (judged only) or 1 is kept as asked.
+    """The run's complexity blend, chosen once from the judged seeds (see
+    :func:`qdsearch.descriptors.complexity.choose_blend`; a domain with label axes
+    keeps the config's blend).
 
     Returns:
         (the blend, a note for the user when it fell back to 1.0, else ``""``).
     """
-    w = float(cfg.judge.complexity_blend)
-    if not 0.0 < w < 1.0 or domain.axes or cfg.domain.kind != "instruct":
-        return w, ""
+    if domain.axes:
+        return float(cfg.judge.complexity_blend), ""
     ok = [c for c in seeds if c.judgement is not None]
     judged = [c.judgement.complexity for c in ok if c.judgement is not None]
-    structural = [structural_complexity(c.sample) for c in ok]
-    degenerate, share = judged_is_degenerate(judged, cfg.archive.complexity_bins, structural)
-    if not degenerate:
-        return w, ""
-    note = (
-        f"judged complexity is nearly constant ({share:.0%} of {len(judged)} judged seeds in one of "
-        f"{cfg.archive.complexity_bins} bins): the complexity descriptor uses the LLM-free measure "
-        "alone in this run (as judge.complexity_blend = 1.0); a more capable judge avoids this"
-    )
-    return 1.0, note
+    return choose_blend(cfg, judged, [structural_complexity(c.sample) for c in ok])

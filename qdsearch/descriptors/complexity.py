@@ -45,6 +45,7 @@ __all__ = [
     "ComplexityDescriptor",
     "blend_complexity",
     "cheap_complexity",
+    "choose_blend",
     "complexity_features",
     "count_constraints",
     "judged_is_degenerate",
@@ -198,6 +199,37 @@ def judged_is_degenerate(
     return True, top
 
 
+def choose_blend(cfg: CampaignConfig, judged: Sequence[float], structural: Sequence[float]) -> tuple[float, str]:
+    """The run's complexity blend, chosen once from the judged seeds.
+
+    The config's ``judge.complexity_blend``, or 1.0 (LLM-free only) when the judge
+    gave nearly every seed the same complexity bin (:func:`judged_is_degenerate`).
+    A blend of exactly 0 (judged only) or 1 is kept as asked, and so is any blend of
+    a categorical or non-instruction domain.
+
+    Args:
+        cfg: the campaign config.
+        judged: the judged seeds' complexities.
+        structural: the same seeds' :func:`structural_complexity`.
+
+    Returns:
+        (the blend, a note for the user when it fell back to 1.0, else ``""``).
+    """
+    w = float(cfg.judge.complexity_blend)
+    if not 0.0 < w < 1.0 or cfg.domain.categorical or cfg.domain.kind != "instruct":
+        return w, ""
+    bins = cfg.archive.complexity_bins
+    degenerate, share = judged_is_degenerate(judged, bins, structural)
+    if not degenerate:
+        return w, ""
+    note = (
+        f"judged complexity is nearly constant ({share:.0%} of {len(judged)} judged seeds in one of "
+        f"{bins} bins): the complexity descriptor uses the LLM-free measure "
+        "alone in this run (as judge.complexity_blend = 1.0); a more capable judge avoids this"
+    )
+    return 1.0, note
+
+
 class ComplexityDescriptor:
     """The complexity axis: judged complexity blended with :func:`structural_complexity`.
 
@@ -214,13 +246,8 @@ class ComplexityDescriptor:
         return (Axis("complexity", "complexity", COMPLEXITY_RANGE, cfg.archive.complexity_bins, key="c"),)
 
     def fit(self, cfg: CampaignConfig, data: FitData) -> float:
-        w = float(cfg.judge.complexity_blend)
-        if not 0.0 < w < 1.0 or cfg.domain.categorical or cfg.domain.kind != "instruct":
-            return w
         judged = [o.judgement.complexity for o in data.seeds]
-        structural = [structural_complexity(o.sample) for o in data.seeds]
-        degenerate, _ = judged_is_degenerate(judged, cfg.archive.complexity_bins, structural)
-        return 1.0 if degenerate else w
+        return choose_blend(cfg, judged, [structural_complexity(o.sample) for o in data.seeds])[0]
 
     def compute(self, obs: Observation, frozen: Any = None) -> Sequence[float]:
         return [float(obs.judgement.complexity)]

@@ -1,4 +1,5 @@
-"""``qdsearch refit RUN``: a new run folder whose descriptor space is fitted to what a run found.
+"""A new run folder whose descriptor space is fitted to what a run found (the work of
+``qdsearch refit RUN``, whose command is :mod:`qdsearch.cli.refit`).
 
 A run's descriptor space is frozen (resume, export and reports depend on it), so
 re-fitting is an explicit step that makes a *new* run: its topic space is fitted
@@ -11,16 +12,14 @@ id). ``qdsearch resume NEW`` then goes on searching in the new space.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RefitError", "refit_run", "register"]
+__all__ = ["RefitError", "refit_run"]
 
 
 class RefitError(ValueError):
@@ -116,22 +115,3 @@ def refit_run(run_dir: str | Path, name: str, embedder: Any = None) -> Path:
     finally:
         store.close()
     return store.path
-
-
-def register(sub: Any) -> argparse.ArgumentParser:
-    """Adds the ``refit`` command to an argparse subparsers object."""
-    r: argparse.ArgumentParser = sub.add_parser(
-        "refit",
-        help="a new run whose descriptor space is fitted to a run's samples (resume it to search on)",
-    )
-    r.add_argument("run_dir", help="the run folder to refit (left unchanged)")
-    r.add_argument("--name", default="", help="the new run's name (default <run>-refit)")
-    r.set_defaults(func=cmd_refit)
-    return r
-
-
-def cmd_refit(args: argparse.Namespace) -> int:
-    name = args.name or f"{Path(args.run_dir).resolve().name}-refit"
-    path = refit_run(args.run_dir, name, getattr(args, "embedder", None))
-    print(f"refit: {path} (resume it with: qdsearch resume {path})", file=sys.stderr)
-    return 0

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qdsearch.cli.describe import cmd_describe
 from qdsearch.config import CampaignConfig, from_dict
-from qdsearch.describe import DescribeError, cmd_describe, describe_records, fit_space, summarize_placement
+from qdsearch.describe import DescribeError, describe_records, fit_space, summarize_placement
 
 DATA = Path(__file__).resolve().parent / "descriptors" / "data"
 

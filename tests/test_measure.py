@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qdsearch.cli.measure import cmd_measure, register
 from qdsearch.config import EndpointConfig
 from qdsearch.llm import free_port
 from qdsearch.measure import (
@@ -23,7 +24,6 @@ from qdsearch.measure import (
     MeasureError,
     TagReject,
     cluster_entropy,
-    cmd_measure,
     distinct_n,
     format_table,
     heuristic_constraints,
@@ -34,7 +34,6 @@ from qdsearch.measure import (
     near_duplicate_rate,
     parse_records,
     parse_tags,
-    register,
     render_tags,
     self_similarity,
     summarize,

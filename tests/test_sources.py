@@ -115,7 +115,7 @@ def test_measure_reads_a_dataset_folder_with_split_and_field_mapping(tmp_path: P
     import datasets
 
     from qdsearch.cli import build_parser
-    from qdsearch.measure import cmd_measure
+    from qdsearch.cli.measure import cmd_measure
     from tests.helpers import HashEmbedder
 
     rows = [{"question": f"Question {i} about tides?", "answer": f"Answer {i}.", "score": 5.0 + i} for i in range(4)]

@@ -11,9 +11,9 @@ Layers, each usable alone (all names are re-exported here):
 - :mod:`~qdsearch.measure.dataset`: :func:`measure_dataset` turns records into one
   flat dict of metrics; :func:`format_table` lays several side by side;
 - :mod:`~qdsearch.measure.tagging`: the LLM edge, :func:`llm_judge` (project judge
-  verdict plus an InsTag-like tag count) against an OpenAI-compatible endpoint;
-- :mod:`~qdsearch.measure.command`: :func:`register` / :func:`cmd_measure`, the
-  ``qdsearch measure`` command.
+  verdict plus an InsTag-like tag count) against an OpenAI-compatible endpoint.
+
+The ``qdsearch measure`` command is :mod:`qdsearch.cli.measure`.
 
 Diversity metrics are computed on the prompt text (instruction, a blank line and
 the input, as a model sees it), which is also what campaigns embed.
@@ -21,7 +21,6 @@ the input, as a model sees it), which is also what campaigns embed.
 
 from __future__ import annotations
 
-from qdsearch.measure.command import cmd_measure, register
 from qdsearch.measure.dataset import METRICS, JudgeFn, format_cell, format_table, measure_dataset
 from qdsearch.measure.metrics import (
     cluster_entropy,
@@ -45,7 +44,6 @@ __all__ = [
     "MeasureError",
     "TagReject",
     "cluster_entropy",
-    "cmd_measure",
     "distinct_n",
     "format_cell",
     "format_table",
@@ -59,7 +57,6 @@ __all__ = [
     "parse_records",
     "parse_tags",
     "prompt_text",
-    "register",
     "render_tags",
     "self_similarity",
     "summarize",

@@ -14,6 +14,7 @@ embeddings follow the topic words. A campaign uses it like any endpoint::
     backend = "endpoint"
     base_url = "http://127.0.0.1:8123/v1"
 
+The same options make ``qdsearch world`` (:mod:`qdsearch.cli.world`).
 In Python, :class:`WorldServer` serves in a background thread, :class:`World`
 answers request bodies directly, and :mod:`qdsearch.world.truth` computes optimal
 archives for comparisons.
@@ -30,8 +31,8 @@ from qdsearch.world.seeds import seed_tasks, write_seed_tasks
 from qdsearch.world.server import WorldServer, serve_forever
 from qdsearch.world.world import Reply, World
 
-__all__ = ["Latent", "Reply", "World", "WorldConfig", "WorldServer", "add_arguments", "config_from_args", "main",
-           "register", "seed_tasks", "write_seed_tasks"]  # fmt: skip
+__all__ = ["Latent", "Reply", "World", "WorldConfig", "WorldServer", "add_arguments", "cmd_world", "config_from_args",
+           "main", "seed_tasks", "write_seed_tasks"]  # fmt: skip
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -99,13 +100,6 @@ def cmd_world(args: argparse.Namespace) -> int:
         print(f"{url}  (synthetic world, seed {cfg.seed}; Ctrl-C to stop)", flush=True)
 
     return serve_forever(cfg, port=args.port, latency_s=args.latency, announce=announce)
-
-
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Adds the ``world`` subcommand to a CLI's subparsers (``func(args) -> int``)."""
-    p = sub.add_parser("world", help="serve the synthetic benchmark world (an OpenAI-compatible endpoint)")
-    add_arguments(p)
-    p.set_defaults(func=cmd_world)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import pytest
 
 from qdsearch.archive import elites_frame
 from qdsearch.campaign import Campaign
+from qdsearch.cli.world import register
 from qdsearch.config import EndpointConfig, from_dict
 from qdsearch.descriptors.embedding import EndpointEmbedder
 from qdsearch.descriptors.topic import TopicProjection
@@ -27,7 +28,7 @@ from qdsearch.llm.client import LLMClient
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
-from qdsearch.world import World, WorldConfig, WorldServer, register
+from qdsearch.world import World, WorldConfig, WorldServer
 from qdsearch.world.truth import optimal_archive
 from tests.helpers import drive
 

@@ -1,4 +1,5 @@
-"""``qdsearch measure``: its arguments (:func:`register`) and what it runs (:func:`cmd_measure`)."""
+"""``qdsearch measure``: its arguments (:func:`register`) and what it runs (:func:`cmd_measure`);
+the metrics themselves are :mod:`qdsearch.measure`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qdsearch.measure.dataset import JudgeFn, format_table, measure_dataset
-from qdsearch.measure.records import MeasureError, load_records
-from qdsearch.measure.tagging import llm_judge
-
 if TYPE_CHECKING:
     import argparse
+
+    from qdsearch.measure.dataset import JudgeFn
 
 __all__ = ["cmd_measure", "register"]
 
@@ -97,6 +96,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import sys
 
     from qdsearch.config import EmbeddingConfig, EndpointConfig, LocalModelConfig, load_config
+    from qdsearch.measure import MeasureError, format_table, llm_judge, load_records, measure_dataset
 
     if args.clusters < 1:
         raise MeasureError(f"--clusters must be >= 1, got {args.clusters}")

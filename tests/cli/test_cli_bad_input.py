@@ -150,7 +150,7 @@ def test_measure_malformed_line(tmp_path: Path, capsys: Any) -> None:
 
 # --------------------------------------------------------------------------- issue 14, items 8 and 9
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "qdsearch.cli"]
 # Grid cells from PCA topic axes, where the config also offers other topic descriptors.
 PCA: dict[str, Any] = {"topic": "pca"} if "topic" in {f.name for f in dataclasses.fields(ArchiveConfig)} else {}

@@ -24,7 +24,7 @@ from qdsearch.runtime import RUNTIMES
 from qdsearch.store import dumps_toml
 from tests.fakes.world import world
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SEEDS = [
     "Explain how tides are caused by the moon.",

@@ -16,7 +16,7 @@ from qdsearch.cli.describe import cmd_describe
 from qdsearch.config import CampaignConfig, from_dict
 from qdsearch.describe import DescribeError, describe_records, fit_space, summarize_placement
 
-DATA = Path(__file__).resolve().parent / "descriptors" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")

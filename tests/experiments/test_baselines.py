@@ -14,7 +14,7 @@ from tests.helpers import write_seeds
 
 pytestmark = pytest.mark.slow  # an experiment run end to end
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_baselines_equal_budget(fake_openai: Any, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from tests.fakes.openai_server import Reply
 from tests.fakes.world import world
 from tests.helpers import check_state, drive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "qdsearch.cli"]
 
 SEEDS = [

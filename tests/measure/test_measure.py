@@ -42,7 +42,7 @@ from qdsearch.measure import (
 )
 from tests.fakes.openai_server import Reply
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "experiments" / "seeds" / "example_seeds.jsonl"
 PROPS = settings(derandomize=True, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

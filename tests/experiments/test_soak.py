@@ -26,7 +26,7 @@ CHILDREN = 1500
 
 
 def _soak_module() -> Any:
-    path = Path(__file__).resolve().parents[1] / "experiments" / "soak.py"
+    path = Path(__file__).resolve().parents[2] / "experiments" / "soak.py"
     spec = importlib.util.spec_from_file_location("qdsearch_soak", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

@@ -185,6 +185,7 @@ class Session:
         self.campaign = Campaign(
             cfg, plan.seeds, self.runtime, self.embedder, self.sink,  # type: ignore[arg-type]
             events=self.events, frozen=self.frozen, reference=self.reference, on_step=self.on_step, domain=plan.domain,
+            operators=plan.operators,
         )  # fmt: skip
         return self.campaign
 

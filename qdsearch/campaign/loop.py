@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,6 +30,7 @@ from qdsearch.descriptors.embedding import Embedder, EmbeddingError
 from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space
 from qdsearch.domains import Domain
 from qdsearch.events import SAMPLE_EVENTS, Counters, StepStats, step_stats
+from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import JobLost, Runtime
 from qdsearch.seed_survival import seed_report, survival_error
@@ -102,6 +103,7 @@ class Campaign:
         reference: Sequence[str] = (),
         on_step: Callable[[StepStats], None] | None = None,
         domain: Domain | None = None,
+        operators: Mapping[str, PromptOperator] | None = None,
     ) -> None:
         self.cfg = cfg
         self.seeds = list(seeds)
@@ -125,7 +127,7 @@ class Campaign:
         # Children in flight when the last child was submitted before a budget stop:
         # the calls, tokens and cost a cap may be overshot by are theirs.
         self.stop_in_flight: list[str] = []
-        self.state = CampaignState.from_config(cfg, domain)
+        self.state = CampaignState.from_config(cfg, domain, operators)
         self.domain_summary: dict[str, Any] = {}  # the domain's per-campaign figures at the last snapshot
         b = cfg.budget
         if b.max_cost_usd and not any(

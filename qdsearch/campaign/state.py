@@ -79,12 +79,19 @@ class CampaignState:
         self.parent_text: dict[str, str] = {}  # child id -> its parent's text (in flight)
 
     @classmethod
-    def from_config(cls, cfg: CampaignConfig, domain: Domain | None = None) -> CampaignState:
+    def from_config(
+        cls,
+        cfg: CampaignConfig,
+        domain: Domain | None = None,
+        operators: Mapping[str, PromptOperator] | None = None,
+    ) -> CampaignState:
         """The state of a new campaign: its selector and operators from ``cfg``.
 
         Args:
             cfg: the campaign config.
             domain: the already built domain (default: built from ``cfg``).
+            operators: the already resolved operators, ``operators.names`` -> operator
+                (default: resolved from ``cfg``).
 
         Raises:
             CampaignError: an operator or selection setting is invalid (the message
@@ -93,7 +100,8 @@ class CampaignState:
         ops = cfg.operators
         try:
             selector = make_selector(ops.names, ops.selection, ops.weights, ops.discount, ops.exploration)
-            operators = resolve(ops.names, domain_operators(cfg))
+            if operators is None:
+                operators = resolve(ops.names, domain_operators(cfg))
         except ValueError as e:
             raise CampaignError(str(e)) from None
         return cls(cfg, domain if domain is not None else make_domain(cfg), operators, selector)

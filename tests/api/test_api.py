@@ -184,6 +184,7 @@ def test_the_domain_and_operators_are_built_once(
         worker = s.runtime._worker  # type: ignore[union-attr]
         assert worker.domain is plan.domain and worker.operators is plan.operators
         assert campaign.domain is plan.domain
+        assert campaign.state.operators == plan.operators
         asyncio.run(s.aclose())
     pickle.loads(pickle.dumps((plan.cfg, plan.domain, dict(plan.operators))))
 
@@ -194,9 +195,22 @@ def test_the_domain_and_operators_are_built_once(
         built.append(self)
         init(self, cfg)
 
+    from qdsearch import operators as operators_pkg
+    from qdsearch.campaign import state as campaign_state
+
+    resolved: list[object] = []
+    resolve = operators_pkg.resolve
+
+    def counted_resolve(*a: Any, **k: Any) -> Any:
+        resolved.append(a)
+        return resolve(*a, **k)
+
     monkeypatch.setattr(InstructionDomain, "__init__", counted)
+    monkeypatch.setattr(operators_pkg, "resolve", counted_resolve)
+    monkeypatch.setattr(campaign_state, "resolve", counted_resolve)
     qdsearch.run(_config(fake.base_url, tmp_path), budget={"max_children": 2})
     assert len(built) == 1
+    assert len(resolved) == 1  # the operators are resolved once, by prepare
 
 
 def test_task_prompt_domain_is_picklable(monkeypatch: pytest.MonkeyPatch) -> None:

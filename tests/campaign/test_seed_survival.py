@@ -27,16 +27,8 @@ from qdsearch.store import RunStore, dumps_toml
 from qdsearch.types import Candidate, Judgement, Sample
 from tests.fakes.openai_server import Reply
 from tests.fakes.world import world
-from tests.helpers import drive
+from tests.helpers import SEEDS, drive
 
-SEEDS = [
-    {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
-    {"instruction": "Write a recipe for a simple tomato soup."},
-    {"instruction": "Describe the rules of volleyball briefly.", "output": "Two teams hit a ball over a net."},
-    {"instruction": "Summarise the causes of the French Revolution."},
-    {"instruction": "Give advice for a first job interview.", "output": "Prepare, be on time, ask questions."},
-    {"instruction": "Explain what a prime number is to a child."},
-]
 SHORT = 64  # endpoint.max_tokens in these tests
 
 

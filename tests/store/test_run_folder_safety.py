@@ -28,19 +28,10 @@ from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore, dumps_toml
 from tests.fakes.openai_server import Reply
 from tests.fakes.world import world
-from tests.helpers import check_state, drive
+from tests.helpers import SEEDS, check_state, drive
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "qdsearch.cli"]
-
-SEEDS = [
-    {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
-    {"instruction": "Write a recipe for a simple tomato soup."},
-    {"instruction": "Describe the rules of volleyball briefly.", "output": "Two teams hit a ball over a net."},
-    {"instruction": "Summarise the causes of the French Revolution."},
-    {"instruction": "Give advice for a first job interview.", "output": "Prepare, be on time, ask questions."},
-    {"instruction": "Explain what a prime number is to a child."},
-]
 
 
 def _config(base_url: str, tmp_path: Path, name: str = "r", **over: Any) -> dict[str, Any]:

@@ -30,17 +30,9 @@ from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
 from qdsearch.world import World, WorldConfig, WorldServer
 from qdsearch.world.truth import optimal_archive
-from tests.helpers import drive
+from tests.helpers import SEEDS, drive
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDS = [
-    {"instruction": "Explain how tides are caused by the moon.", "output": "Gravity of the moon pulls the oceans."},
-    {"instruction": "Write a recipe for a simple tomato soup."},
-    {"instruction": "Describe the rules of volleyball briefly.", "output": "Two teams hit a ball over a net."},
-    {"instruction": "Summarise the causes of the French Revolution."},
-    {"instruction": "Give advice for a first job interview.", "output": "Prepare, be on time, ask questions."},
-    {"instruction": "Explain what a prime number is to a child."},
-]
 ALL_OPERATORS = [
     "add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "in_breadth",
     "answer_augmentation", "question_rephrase", "new_question", "crossover", "directional",

@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The request cache (qdsearch.llm.cache, on by default) is off in tests, which count the
+# requests a fake endpoint sees; tests of the cache turn it on (monkeypatch.delenv) with
+# a folder of their own. Ray workers and CLI subprocesses inherit it.
+os.environ["QDSEARCH_NO_CACHE"] = "1"
 
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 

@@ -17,6 +17,7 @@ budget, runtime), and :mod:`~qdsearch.config.load` (the whole tree and its loade
 from __future__ import annotations
 
 from qdsearch.config.archive import MAX_CVT_CELLS, MAX_GRID_CELLS, ArchiveConfig
+from qdsearch.config.cache import CacheConfig
 from qdsearch.config.checks import ConfigError
 from qdsearch.config.domain import DomainConfig
 from qdsearch.config.endpoints import EmbeddingConfig, EndpointConfig, LocalModelConfig
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_GRID_CELLS",
     "ArchiveConfig",
     "BudgetConfig",
+    "CacheConfig",
     "CampaignConfig",
     "ConfigError",
     "CustomOperatorConfig",

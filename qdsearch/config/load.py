@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from qdsearch.config.archive import ArchiveConfig
+from qdsearch.config.cache import CacheConfig
 from qdsearch.config.checks import _INT_MAX, _INT_MIN, ConfigError, _check, _show
 from qdsearch.config.domain import DomainConfig
 from qdsearch.config.endpoints import EmbeddingConfig, EndpointConfig, LocalModelConfig
@@ -47,6 +48,7 @@ class CampaignConfig:
     target: EndpointConfig = field(default_factory=EndpointConfig)
     grader: EndpointConfig = field(default_factory=EndpointConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # the request cache (qdsearch.llm.cache)
 
     def validate(self, key: str = "") -> None:
         for f in dataclasses.fields(self):
@@ -116,6 +118,8 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
     Raises:
         ConfigError: naming the dotted key of the first invalid value.
     """
+    if isinstance(data.get("cache"), bool):  # `cache = false`: short for [cache] enabled = false
+        data = {**data, "cache": {"enabled": data["cache"]}}
     cfg: CampaignConfig = _build(CampaignConfig, data, "")
     cfg.validate()
     return cfg

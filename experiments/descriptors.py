@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qdsearch.descriptors import complexity as cx  # noqa: E402
-from qdsearch.descriptors.reference import builtin_reference  # noqa: E402
+from qdsearch.descriptors.reference import builtin_domains, builtin_reference  # noqa: E402
 from qdsearch.descriptors.regions import TopicRegions, spherical_kmeans  # noqa: E402
+from qdsearch.descriptors.taxonomy import fit_taxonomy  # noqa: E402
 from qdsearch.descriptors.topic import TopicProjection  # noqa: E402
 from qdsearch.types import Sample  # noqa: E402
 
@@ -135,6 +136,28 @@ def design_regions(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: in
     return _regions(np.vstack([seeds, ref]), k, rng_seed, [""] * len(seeds) + REF_TOPICS)
 
 
+def design_taxonomy(seeds: np.ndarray, ref: np.ndarray, k: int = 16, rng_seed: int = 0) -> tuple[Assign, int]:
+    """Regions = the shipped corpus's domains (topic_fit = "taxonomy", the default)."""
+    texts = [""] * len(seeds) + [t for _, t in builtin_reference()]
+    r = fit_taxonomy(
+        np.vstack([seeds, ref]),
+        k,
+        np.random.default_rng(rng_seed),
+        texts,
+        [""] * len(seeds) + REF_TOPICS,
+        builtin_domains(),
+    )
+    return r.assign, k
+
+
+def design_taxonomy_12(seeds: np.ndarray, ref: np.ndarray, rng_seed: int = 0) -> tuple[Assign, int]:
+    return design_taxonomy(seeds, ref, 12, rng_seed)
+
+
+def design_taxonomy_24(seeds: np.ndarray, ref: np.ndarray, rng_seed: int = 0) -> tuple[Assign, int]:
+    return design_taxonomy(seeds, ref, 24, rng_seed)
+
+
 def design_regions_12(seeds: np.ndarray, ref: np.ndarray, rng_seed: int = 0) -> tuple[Assign, int]:
     return design_regions(seeds, ref, 12, rng_seed)
 
@@ -157,8 +180,11 @@ DESIGNS: dict[str, Callable[..., tuple[Assign, int]]] = {
     "regions, uncentred, seeds+ref texts, k=16": design_uncentred,
     "regions, seeds+ref texts, k=16": design_regions_texts,
     "regions, seeds+ref topics, k=12": design_regions_12,
-    "regions, seeds+ref topics, k=16 (default)": design_regions,
+    "regions, seeds+ref topics, k=16 (kmeans; previous default)": design_regions,
     "regions, seeds+ref topics, k=24": design_regions_24,
+    "taxonomy, 16 domains merged to k=12": design_taxonomy_12,
+    "taxonomy, 16 domains, k=16 (default)": design_taxonomy,
+    "taxonomy, 16 domains split to k=24": design_taxonomy_24,
 }
 
 # ------------------------------------------------------------------ complexity

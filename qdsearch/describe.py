@@ -166,4 +166,6 @@ def summarize_placement(placed: Sequence[Mapping[str, Any]], cfg: CampaignConfig
             for r, c in regions.most_common()
         ],
         "empty_regions": [names[r] for r in range(n_regions) if r not in regions],
+        "topic_fit": str(getattr(space, "how", "pca")),
+        "topic_fit_note": str(getattr(space, "note", "")),
     }

@@ -26,12 +26,14 @@ def _format(summary: Mapping[str, Any], source: str) -> str:
         f"{source}: {s['records']} records",
         f"  cells occupied:   {s['occupied_cells']} of {s['cells']}",
         f"  topic regions:    {s['occupied_regions']} of {s['regions']} occupied; largest holds "
-        f"{s['largest_region_share']:.0%}; entropy {s['region_entropy']:.2f}",
+        f"{s['largest_region_share']:.0%}; entropy {s['region_entropy']:.2f}; fitted by {s.get('topic_fit', '?')}",
         f"  complexity bins:  {' '.join(str(c) for c in s['complexity_bins'])} (low -> high)",
         "  by region:",
     ]
     for row in s["by_region"]:
         lines.append(f"    {row['records']:5d}  {row['name']}")
+    if s.get("topic_fit_note"):
+        lines.append(f"  note: {s['topic_fit_note']}")
     if s["empty_regions"]:
         shown = s["empty_regions"][:20]
         more = len(s["empty_regions"]) - len(shown)

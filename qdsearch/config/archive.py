@@ -14,8 +14,10 @@ class ArchiveConfig:
     """MAP-Elites archive over [complexity, topic...].
 
     ``topic = "regions"`` (default): one topic axis, the index of a named region of
-    embedding space (spherical k-means of the seeds plus a reference corpus, see
-    :mod:`qdsearch.descriptors.regions`); cells = ``complexity_bins * topic_regions``.
+    embedding space; cells = ``complexity_bins * topic_regions``. ``topic_fit``: how the
+    regions are fitted: ``"taxonomy"`` (the default with the shipped corpus), the shipped corpus's 16 domains
+    (:mod:`qdsearch.descriptors.taxonomy`), or ``"kmeans"``, spherical k-means of the
+    seeds plus the reference corpus (:mod:`qdsearch.descriptors.regions`).
     ``topic = "pca"``: ``topic_dims`` PCA axes of the embeddings, standardised on the
     fitting set, clipped into ``[-topic_range, topic_range]``, with ``topic_bins`` bins
     each (grid) or ``cvt_cells`` CVT cells.
@@ -26,6 +28,8 @@ class ArchiveConfig:
     topic: Literal["auto", "regions", "pca"] = "auto"
     complexity_bins: int = 5
     topic_regions: int = 16
+    # "auto": "taxonomy" with the shipped reference corpus, else "kmeans".
+    topic_fit: Literal["auto", "taxonomy", "kmeans"] = "auto"
     # "builtin": the shipped reference corpus (64 topics) joins the fit; "none": seeds
     # (and reference_path) only.
     topic_reference: Literal["builtin", "none"] = "builtin"
@@ -47,6 +51,13 @@ class ArchiveConfig:
         return self.topic
 
     @property
+    def topic_fit_kind(self) -> Literal["taxonomy", "kmeans"]:
+        """How topic regions are fitted (``"auto"`` resolved)."""
+        if self.topic_fit == "auto":
+            return "taxonomy" if self.topic_reference == "builtin" else "kmeans"
+        return self.topic_fit
+
+    @property
     def topic_axes(self) -> int:
         """Number of topic measure axes (1 for regions)."""
         return 1 if self.topic_kind == "regions" else self.topic_dims
@@ -65,6 +76,18 @@ class ArchiveConfig:
         _check(
             2 <= self.topic_regions <= 4096, f"{key}.topic_regions", f"must be in [2, 4096], got {self.topic_regions}"
         )
+        _check(
+            self.topic_fit in ("auto", "taxonomy", "kmeans"),
+            f"{key}.topic_fit",
+            f"expected one of ['auto', 'taxonomy', 'kmeans'], got {_show(self.topic_fit)}",
+        )
+        if self.topic_kind == "regions" and self.topic_fit == "taxonomy":
+            _check(
+                self.topic_reference == "builtin",
+                f"{key}.topic_fit",
+                "'taxonomy' takes its domains from the shipped reference corpus, which "
+                f"{key}.topic_reference = 'none' leaves out; use topic_fit = 'kmeans'",
+            )
         if self.topic == "regions":
             _check(
                 self.kind == "grid",

@@ -1,4 +1,4 @@
-"""The shipped topic reference corpus: 64 subject areas, six instructions each.
+"""The shipped topic reference corpus: 64 subject areas in 16 domains, six instructions each.
 
 Written for the project (``qdsearch/data/topic_reference.jsonl``). It is mixed into
 the fit of the topic regions so that a campaign's topic cells cover the range of
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["builtin_reference", "reference_embeddings"]
+__all__ = ["builtin_domains", "builtin_reference", "reference_embeddings"]
 
 _MEMO: dict[str, np.ndarray] = {}
 
@@ -30,6 +30,14 @@ def builtin_reference() -> tuple[tuple[str, str], ...]:
     text = resources.files("qdsearch").joinpath("data/topic_reference.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return tuple((str(r["topic"]), str(r["instruction"])) for r in rows)
+
+
+@cache
+def builtin_domains() -> dict[str, str]:
+    """Topic name -> its domain (the taxonomy of ``archive.topic_fit = "taxonomy"``)."""
+    text = resources.files("qdsearch").joinpath("data/topic_reference.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return {str(r["topic"]): str(r["domain"]) for r in rows}
 
 
 def _cache_dir() -> Path:

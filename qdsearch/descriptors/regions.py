@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TopicRegions", "spherical_kmeans"]
+__all__ = ["TopicRegions", "normalize", "spherical_kmeans"]
 
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
 _STOP = frozenset(
@@ -122,9 +122,13 @@ _STOP = frozenset(
 )
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit length (zero rows stay zero)."""
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(n < 1e-12, 1.0, n)
+
+
+_normalize = normalize
 
 
 def spherical_kmeans(
@@ -188,6 +192,9 @@ class TopicRegions:
         labels: k readable region names.
         examples: k example texts, the fitting text nearest each centroid.
         complexity_blend: the complexity blend frozen for the run (-1: the config's).
+        how: how the regions were fitted (``"kmeans"``, ``"taxonomy"``, or
+            ``"taxonomy, zoomed"``: see :mod:`qdsearch.descriptors.taxonomy`).
+        note: a warning about the fit for people (empty when none).
     """
 
     center: np.ndarray
@@ -195,6 +202,8 @@ class TopicRegions:
     labels: tuple[str, ...]
     examples: tuple[str, ...] = ()
     complexity_blend: float = -1.0
+    how: str = "kmeans"
+    note: str = ""
 
     kind = "regions"
 
@@ -299,7 +308,16 @@ class TopicRegions:
                 kind=np.array("regions"),
                 center=self.center,
                 centroids=self.centroids,
-                meta=np.array(json.dumps({"labels": list(self.labels), "examples": list(self.examples)})),
+                meta=np.array(
+                    json.dumps(
+                        {
+                            "labels": list(self.labels),
+                            "examples": list(self.examples),
+                            "how": self.how,
+                            "note": self.note,
+                        }
+                    )
+                ),
                 complexity_blend=np.array(self.complexity_blend),
             )
 
@@ -312,6 +330,8 @@ class TopicRegions:
             labels=tuple(meta["labels"]),
             examples=tuple(meta.get("examples", ())),
             complexity_blend=float(z["complexity_blend"]) if "complexity_blend" in z else -1.0,
+            how=str(meta.get("how", "kmeans")),
+            note=str(meta.get("note", "")),
         )
 
 

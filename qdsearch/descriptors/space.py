@@ -15,8 +15,9 @@ import numpy as np
 
 from qdsearch.config import ArchiveConfig
 from qdsearch.descriptors.base import Axis, FitData, Observation, register
-from qdsearch.descriptors.reference import builtin_reference, reference_embeddings
+from qdsearch.descriptors.reference import builtin_domains, builtin_reference, reference_embeddings
 from qdsearch.descriptors.regions import TopicRegions
+from qdsearch.descriptors.taxonomy import fit_taxonomy
 from qdsearch.descriptors.topic import TopicProjection
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ def fit_topic_space(
     """
     if cfg.topic_kind == "regions":
         rng = np.random.default_rng([seed, 0x70C1C])
+        if cfg.topic_fit_kind == "taxonomy":
+            return fit_taxonomy(embeddings, cfg.topic_regions, rng, texts, topics, builtin_domains())
         return TopicRegions.fit(embeddings, cfg.topic_regions, rng, texts, topics)
     return TopicProjection.fit(embeddings, cfg.topic_dims, cfg.topic_range)
 

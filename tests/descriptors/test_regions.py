@@ -150,6 +150,7 @@ def real() -> dict[str, object]:
         "foreign": e.embed([r["instruction"] for r in rows]),
         "fit": e.embed(fit_texts(ArchiveConfig(), seeds, [])[0]),
         "seed_vecs": e.embed(seeds),
+        "embedder": e,
     }
 
 
@@ -170,6 +171,29 @@ def test_regions_separate_foreign_categories_where_the_seed_pca_grid_collapses(r
     old_ami = _ami(real["cats"], old_lab)  # type: ignore[arg-type]
     assert regions_ami >= 0.25 and regions_ami > old_ami + 0.1, (regions_ami, old_ami)
     assert all(lab and lab != "misc" for lab in space.labels)
+
+
+PLAIN = {  # requests whose domain nobody would dispute (not in the reference corpus)
+    "programming": "Write a Go function that merges two sorted slices of integers into one sorted slice.",
+    "mathematics": "Find all real solutions of x^2 - 5x + 6 = 0 and check them.",
+    "roleplay & characters": "You are a grumpy lighthouse keeper. Stay in character and greet the tourists.",
+    "hypotheticals & what-ifs": "What would have happened if the printing press had never been invented?",
+    "creative writing & ideas": "Write a haiku about the first snow of winter.",
+    "business & money": "How should a small bakery price a new line of wedding cakes to stay profitable?",
+    "health & life sciences": "What are the early warning signs of type 2 diabetes?",
+    "home & everyday life": "How do I stop my sourdough bread from collapsing in the oven?",
+}
+
+
+@pytest.mark.slow  # real sentence-transformer embeddings (the module fixture)
+def test_default_regions_are_the_taxonomy_and_plain_requests_land_in_their_domain(real: dict) -> None:
+    cfg = ArchiveConfig()
+    texts, topics = fit_texts(cfg, real["seeds"], [])  # type: ignore[arg-type]
+    space = fit_topic_space(cfg, real["fit"], seed=0, texts=texts, topics=topics)  # type: ignore[arg-type]
+    assert isinstance(space, TopicRegions) and space.how == "taxonomy" and not space.note
+    got = space.assign(real["embedder"].embed(list(PLAIN.values())))  # type: ignore[attr-defined]
+    landed = {want: space.labels[int(r)] for want, r in zip(PLAIN, got, strict=True)}
+    assert sum(want == lab for want, lab in landed.items()) >= len(PLAIN) - 1, landed
 
 
 @pytest.mark.slow  # embeds the reference corpus with a local model, about 60 s on 2 busy cores

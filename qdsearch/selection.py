@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["DiscountedUCB", "FixedWeights", "Selector", "make_selector", "reward"]
+__all__ = ["DiscountedUCB", "FixedWeights", "Selector", "make_selector", "pareto_parent", "reward"]
 
 
 def reward(gain: float, tokens: int) -> float:
@@ -108,3 +108,39 @@ def make_selector(
     if kind == "ucb":
         return DiscountedUCB(names, discount, exploration)
     return FixedWeights(names, weights)
+
+
+def pareto_parent(scores: Sequence[Sequence[float] | None], rng: np.random.Generator) -> int:
+    """A parent index drawn from the per-instance Pareto front (GEPA's selection).
+
+    For every instance (validation example) some candidates score best; a candidate
+    best on at least one instance and not Pareto-dominated (another candidate at least
+    as good on every instance and better on one) is drawn with probability
+    proportional to the number of instances it is best on. So a prompt that alone
+    solves a few hard examples stays a parent even when its mean is lower. Instances
+    nobody solves (best score 0) are left out.
+
+    Args:
+        scores: one per candidate: its (n_instances,) scores, or None when it has
+            none (such candidates are drawn only when no candidate has scores).
+        rng: the random generator.
+
+    Returns:
+        The index of the chosen candidate (uniform over all when no instance is solved).
+    """
+    rows = {i: [float(x) for x in s] for i, s in enumerate(scores) if s is not None and len(s)}
+    have = list(rows)
+    n = min((len(r) for r in rows.values()), default=0)
+    if not have or n == 0:
+        return int(rng.integers(len(scores)))
+    m = np.array([rows[i][:n] for i in have], dtype=np.float64)
+    best = m.max(axis=0)
+    on_front = (m >= best - 1e-12) & (best > 0)
+    wins = on_front.sum(axis=1).astype(float)
+    for a in np.flatnonzero(wins):
+        dominated = np.all(m >= m[a], axis=1) & np.any(m > m[a], axis=1)
+        if dominated.any():
+            wins[a] = 0.0
+    if wins.sum() <= 0:
+        return int(rng.integers(len(scores)))
+    return have[int(rng.choice(len(have), p=wins / wins.sum()))]

@@ -83,8 +83,9 @@ def resolve_paths(cfg: CampaignConfig, config_dir: str | Path | None = None) -> 
     if archive.reference_path:
         archive = dataclasses.replace(archive, reference_path=resolve(archive.reference_path))
     domain = cfg.domain
-    if domain.dev_path:
-        domain = dataclasses.replace(domain, dev_path=resolve(domain.dev_path))
+    for k in ("dev_path", "val_path", "train_path", "test_path"):  # the task's splits
+        if getattr(domain, k):
+            domain = dataclasses.replace(domain, **{k: resolve(getattr(domain, k))})  # type: ignore[arg-type]
     seeds = cfg.seeds
     if seeds.path and not is_hf(seeds.path):  # hf:NAME is a Hugging Face dataset, not a path
         seeds = dataclasses.replace(seeds, path=resolve(seeds.path))

@@ -17,8 +17,11 @@ class DomainConfig:
 
     - ``instruct``: instruction-response training data (the default), judged quality,
       complexity x topic descriptors.
-    - ``task_prompt``: task prompts scored on a labelled dev set (``dev_path``) by a
-      ``[target]`` endpoint; complexity x style/topic descriptors.
+    - ``task_prompt``: task prompts scored by a ``[target]`` endpoint on labelled
+      splits: ``train_path`` (minibatches, the reflective operator's examples),
+      ``val_path`` (fitness; ``dev_path`` is its old name) and ``test_path``
+      (held out: scored once per session for the elites, never seen by the search);
+      complexity x style/topic descriptors.
     - ``probe``: red-teaming probe prompts against a ``[target]``, graded by a
       ``[grader]`` against ``quality_rubric``; categorical descriptors from ``axes``.
     - ``custom``: instruction-response data with user-written rubrics and labels,
@@ -28,8 +31,18 @@ class DomainConfig:
     # a registered domain (qdsearch.domains.DOMAINS; checked when the domain is built,
     # since the domains import the config): instruct, task_prompt, probe, custom, ...
     kind: str = "instruct"
-    # task_prompt: JSONL of {"input", "output"} (or "expected"/"answer"/"label").
+    # task_prompt: JSONL of {"input", "output"} (or "expected"/"answer"/"label") per split.
+    # val: the fitness split (the score that decides elites); dev_path is its old name.
     dev_path: str = ""
+    val_path: str = ""
+    train_path: str = ""  # minibatches, the gate and the reflective operator's examples
+    test_path: str = ""  # held out: scored at the end of each session, never shown to the search
+    minibatch: int = 3  # training examples per minibatch (traces for reflect, the gate); 0: none
+    # score a child on its parent's training minibatch first; a full val pass only when it
+    # is not worse there than its parent (else rejected as minibatch_gate)
+    minibatch_gate: bool = False
+    parent_selection: Literal["uniform", "pareto"] = "uniform"  # pareto: per-val-example front
+    test_elites: Literal["all", "best"] = "all"  # which elites the test split scores
     scoring: Literal["exact", "contains", "regex", "judge"] = "contains"
     answer_pattern: str = ""  # a regex; its first group (or the match) is the answer
     dev_limit: int = 0  # dev examples per evaluation (a fixed seeded subset); 0: all
@@ -56,7 +69,25 @@ class DomainConfig:
             f"expected a domain name such as 'instruct', 'task_prompt', 'probe' or 'custom', got {_show(self.kind)}",
         )
         if self.kind == "task_prompt":
-            _check(bool(self.dev_path), f"{key}.dev_path", "is required when kind = 'task_prompt'")
+            _check(
+                bool(self.dev_path or self.val_path),
+                f"{key}.val_path",
+                f"is required when kind = 'task_prompt' (or {key}.dev_path, its old name)",
+            )
+        _check(
+            not (self.dev_path and self.val_path),
+            f"{key}.dev_path",
+            f"is the old name of {key}.val_path: set one of them, not both",
+        )
+        _check(self.minibatch >= 0, f"{key}.minibatch", f"must be >= 0, got {self.minibatch}")
+        if self.minibatch_gate:
+            _check(
+                bool(self.train_path) and self.minibatch > 0,
+                f"{key}.minibatch_gate",
+                "needs domain.train_path and domain.minibatch > 0 (the gate scores a child on training examples)",
+            )
+        if self.parent_selection == "pareto":
+            _check(self.kind == "task_prompt", f"{key}.parent_selection", "'pareto' needs kind = 'task_prompt'")
         _check(self.dev_limit >= 0, f"{key}.dev_limit", f"must be >= 0, got {self.dev_limit}")
         _check(self.fewshot >= 0, f"{key}.fewshot", f"must be >= 0, got {self.fewshot}")
         _check(self.target_max_tokens >= 0, f"{key}.target_max_tokens", f"must be >= 0, got {self.target_max_tokens}")
@@ -94,6 +125,11 @@ class DomainConfig:
                 _check(len(set(labels)) == len(labels), f"{key}.axes.{name}", "has duplicate labels")
         elif self.axes:
             raise ConfigError(f"{key}.axes: only used with descriptors = 'categorical' (or kind = 'probe')")
+
+    @property
+    def fitness_path(self) -> str:
+        """The fitness split's file: ``val_path``, else the old ``dev_path``."""
+        return self.val_path or self.dev_path
 
     @property
     def categorical(self) -> bool:

@@ -16,10 +16,13 @@ from qdsearch.llm.client import Completion, LLMClient
 from qdsearch.operators import PromptOperator
 from qdsearch.types import Judgement, Sample
 
-__all__ = ["SEED_OPERATOR", "Domain", "EvalContext", "with_sample"]
+__all__ = ["HOLDOUT_OPERATOR", "SEED_OPERATOR", "Domain", "EvalContext", "with_sample"]
 
 SEED_OPERATOR = "seed"
 """The operator name of a seed job (and of a seed sample's ``operator``)."""
+HOLDOUT_OPERATOR = "holdout"
+"""The operator name of a job that scores an elite on its domain's held-out test split
+(``Domain.evaluate_holdout``, domains with ``has_holdout``)."""
 
 T = TypeVar("T")
 
@@ -37,6 +40,7 @@ class EvalContext:
         calls: every LLM call's record is appended here, in order.
         notes: remarks for the child's ``detail`` (e.g. an injection check that got
             no usable answer).
+        parent: the child's parent (None for a seed or a held-out test job).
     """
 
     cfg: CampaignConfig
@@ -46,6 +50,7 @@ class EvalContext:
     rng: np.random.Generator
     calls: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    parent: Sample | None = None
 
     async def chat(self, which: LLMClient, messages: Sequence[Mapping[str, str]], **kw: Any) -> Completion:
         """``which.chat(...)``, recording the call (failed calls are recorded by the caller

@@ -162,9 +162,11 @@ class Verdict:
             (label sets under ``contains``); ``other_answers``, ``missing``,
             ``wrong_answer`` (free text under ``contains``); ``mismatch``
             (``exact``/``regex``); ``no_answer`` (``answer_pattern`` found nothing);
-            ``graded`` (``judge``).
+            ``graded`` (``judge``); ``scorer_error`` (the scorer raised: counted
+            as wrong, the error in ``detail``).
         named: the candidate answers the (extracted) reply names.
-        detail: extra words (the grader's reason under ``judge``).
+        detail: extra words (the grader's reason under ``judge``, the answer given
+            under ``exact``/``regex``, the error under ``scorer_error``).
     """
 
     score: float
@@ -187,10 +189,12 @@ class Verdict:
             "other_answers": f"also named other candidate answers ({names}); expected only {expected}",
             "missing": f"does not contain the expected answer {expected}",
             "wrong_answer": f"answered {names}; expected {expected}",
-            "mismatch": f"the answer is not exactly {expected}",
+            "mismatch": (f"answered {self.detail!r}, " if self.detail else "the answer is ")
+            + f"not exactly {expected}",
             "no_answer": "the answer pattern found no answer in the reply",
             "graded": f"graded {self.score:.2f} against the reference {expected}"
             + (f": {self.detail}" if self.detail else ""),
+            "scorer_error": f"could not be scored, so counted as wrong ({self.detail}); expected {expected}",
         }.get(self.reason, self.reason)
 
 
@@ -235,7 +239,8 @@ def score_reply(output: str, expected: str, scoring: str, labels: LabelSet | Non
         return Verdict(0.0, "no_answer")
     if scoring != "contains":
         ok = bool(key(expected)) and _norm(answer) == _norm(expected)
-        return Verdict(1.0 if ok else 0.0, "correct" if ok else "mismatch")
+        said = " ".join(answer.split())
+        return Verdict(1.0, "correct") if ok else Verdict(0.0, "mismatch", detail=said[:80])
     cands = labels if labels is not None and labels.canonical(expected) is not None else LabelSet((expected,))
     named = cands.named(answer)
     want = cands.canonical(expected)

@@ -20,9 +20,14 @@ the sum maps to ``[1, 10]`` by ``1 + 9 (1 - exp(-s / 4))``. Length only breaks
 ties (at most +0.3 for a very long text).
 
 :func:`blend_complexity` mixes it with the judged complexity. The blend weight is
-frozen per run at the seed phase; :func:`judged_is_degenerate` detects a judge that
-gives (almost) every seed the same complexity bin, and the campaign then uses the
-LLM-free measure alone.
+frozen per run at the seed phase, where the judged part is calibrated against the
+LLM-free one: :func:`judged_is_degenerate` detects a judge that gives (almost) every
+seed the same complexity bin, :func:`judged_disagrees` one whose ranking of the seeds
+has no positive relation to what the tasks demand; either way the campaign uses the
+LLM-free measure alone and says why. How judged complexity follows evolution depth
+(a child of ``add_constraints`` or ``deepen`` should be at least as complex as its
+parent) is measured per operator from the event log by
+:func:`qdsearch.campaign.calibration.depth_monotonicity`.
 """
 
 from __future__ import annotations
@@ -199,6 +204,48 @@ def judged_is_degenerate(
     return True, top
 
 
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size != y.size or x.size < 2:
+        return float("nan")
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size, dtype=float)
+        for val in np.unique(v):  # ties share their mean rank
+            m = v == val
+            r[m] = r[m].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def judged_disagrees(
+    judged: Sequence[float], structural: Sequence[float], min_n: int = 12, rho_max: float = 0.0
+) -> tuple[bool, float]:
+    """Whether the judge ranks the seeds' complexity with no positive relation to the
+    LLM-free measure: Spearman rho <= ``rho_max`` over at least ``min_n`` seeds whose
+    LLM-free complexities differ. A capable judge sees more than structure, but it
+    should not rank a plain question above one with four explicit requirements as
+    often as the other way round.
+
+    Returns:
+        (disagrees, rho); rho is NaN when it cannot be computed.
+    """
+    pairs = [(j, s) for j, s in zip(judged, structural, strict=False) if np.isfinite(j) and np.isfinite(s)]
+    if len(pairs) < min_n:
+        return False, float("nan")
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+    if not np.isfinite(rho):
+        return False, rho
+    return rho <= rho_max, rho
+
+
 def choose_blend(cfg: CampaignConfig, judged: Sequence[float], structural: Sequence[float]) -> tuple[float, str]:
     """The run's complexity blend, chosen once from the judged seeds.
 
@@ -220,12 +267,19 @@ def choose_blend(cfg: CampaignConfig, judged: Sequence[float], structural: Seque
         return w, ""
     bins = cfg.archive.complexity_bins
     degenerate, share = judged_is_degenerate(judged, bins, structural)
-    if not degenerate:
-        return w, ""
+    if degenerate:
+        why = f"judged complexity is nearly constant ({share:.0%} of {len(judged)} judged seeds in one of {bins} bins)"
+    else:
+        disagrees, rho = judged_disagrees(judged, structural)
+        if not disagrees:
+            return w, ""
+        why = (
+            f"judged complexity does not follow what the seeds demand (Spearman rho = {rho:.2f} with the "
+            f"LLM-free measure over {len(judged)} judged seeds)"
+        )
     note = (
-        f"judged complexity is nearly constant ({share:.0%} of {len(judged)} judged seeds in one of "
-        f"{bins} bins): the complexity descriptor uses the LLM-free measure "
-        "alone in this run (as judge.complexity_blend = 1.0); a more capable judge avoids this"
+        f"{why}: the complexity descriptor uses the LLM-free measure alone in this run "
+        "(as judge.complexity_blend = 1.0); a more capable judge avoids this"
     )
     return 1.0, note
 

@@ -7,9 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qdsearch.config import from_dict
 from qdsearch.descriptors.complexity import (
+    choose_blend,
     complexity_features,
+    judged_disagrees,
     judged_is_degenerate,
+    spearman,
     structural_complexity,
 )
 from qdsearch.types import Sample
@@ -107,3 +111,42 @@ def test_degenerate_judge_detection() -> None:
     assert judged_is_degenerate([1, 3, 5, 7, 9], 5)[0] is False
     assert judged_is_degenerate([5, 5, 5], 5)[0] is False
     assert judged_is_degenerate([5, 5, 5, 5, 9], 5, share=0.8) == (True, 0.8)
+
+
+def test_spearman_matches_the_rank_definition() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3])) and np.isnan(spearman([1], [2]))
+    # ties share their mean rank: same value as scipy's
+    from scipy.stats import spearmanr
+
+    a, b = [1, 2, 2, 3, 5, 5, 5, 8], [2, 1, 4, 4, 3, 9, 7, 7]
+    assert spearman(a, b) == pytest.approx(float(spearmanr(a, b)[0]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(1, 10), st.floats(1, 10)), min_size=2, max_size=30))
+def test_spearman_is_a_correlation(pairs: list[tuple[float, float]]) -> None:
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+    assert np.isnan(rho) or -1.0 - 1e-9 <= rho <= 1.0 + 1e-9
+
+
+def _blend_cfg():  # type: ignore[no-untyped-def]
+    return from_dict({"judge": {"complexity_blend": 0.5}})
+
+
+def test_a_judge_that_ranks_against_the_structure_falls_back_with_a_reason() -> None:
+    structural = [structural_complexity(Sample(f"s{i}", q)) for i, q in enumerate(QUESTIONS)]
+    order = np.argsort(structural)
+    inverse = np.empty(len(order))
+    inverse[order] = np.linspace(9, 2, len(order))  # the simplest task judged hardest
+    disagrees, rho = judged_disagrees(list(inverse), structural)
+    assert disagrees and rho < 0
+    w, note = choose_blend(_blend_cfg(), list(inverse), structural)
+    assert w == 1.0 and "Spearman" in note and "LLM-free measure alone" in note
+    # a judge that agrees in rank keeps the configured blend
+    agree = np.empty(len(order))
+    agree[order] = np.linspace(2, 9, len(order))
+    assert choose_blend(_blend_cfg(), list(agree), structural) == (0.5, "")
+    # too few seeds are no evidence
+    assert judged_disagrees(list(inverse[:6]), structural[:6]) == (False, pytest.approx(float("nan"), nan_ok=True))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,9 +35,24 @@ class EndpointConfig:
     # USD per 1M tokens, for cost accounting; 0 means unknown / free.
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
+    # Requests and tokens per minute this endpoint allows (inf: no limit); the client
+    # paces its requests under them (README "Rate limits", qdsearch.llm.limits).
+    rpm: float = math.inf
+    tpm: float = math.inf
+    # Adapt the requests in flight between min_concurrency and concurrency (AIMD on
+    # 429/503/timeouts) and follow Retry-After and x-ratelimit-* headers; false:
+    # always `concurrency` in flight.
+    adaptive_concurrency: bool = True
+    min_concurrency: int = 1
 
     def validate(self, key: str) -> None:
         _check(self.concurrency >= 1, f"{key}.concurrency", f"must be >= 1, got {self.concurrency}")
+        _check_rates(self, key)
+        _check(
+            1 <= self.min_concurrency <= self.concurrency,
+            f"{key}.min_concurrency",
+            f"must be in [1, concurrency = {self.concurrency}], got {self.min_concurrency}",
+        )
         _check_retries(self, key)
         _check(self.max_tokens >= 1, f"{key}.max_tokens", f"must be >= 1, got {self.max_tokens}")
         _check(0 <= self.temperature <= 2, f"{key}.temperature", f"must be in [0, 2], got {self.temperature}")
@@ -90,10 +106,23 @@ class EmbeddingConfig:
     # this many such children in a row (the endpoint is down) stop the campaign,
     # resumable.
     max_consecutive_failures: int = 16
+    # As in [endpoint], for backend="endpoint" (one batch is in flight at a time, so
+    # adaptive_concurrency only decides whether the endpoint's headers are followed).
+    rpm: float = math.inf
+    tpm: float = math.inf
+    adaptive_concurrency: bool = True
+    # Where texts are embedded: "driver" (this process), or "actors": one Ray actor
+    # holding the model, placed by actor_resources, e.g. {GPU = 1} (runtime.kind = "ray")
+    where: Literal["driver", "actors"] = "driver"
+    actor_resources: dict[str, float] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         _check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        from qdsearch.runtime.placement import check_resources
+
+        check_resources(self.actor_resources, f"{key}.actor_resources")
         _check_retries(self, key)
+        _check_rates(self, key)
         _check(
             self.max_consecutive_failures >= 1,
             f"{key}.max_consecutive_failures",
@@ -102,3 +131,10 @@ class EmbeddingConfig:
         if self.backend == "endpoint":
             _check(bool(self.base_url), f"{key}.base_url", "is required when backend = 'endpoint'")
             _check(bool(self.model), f"{key}.model", "is required when backend = 'endpoint'")
+
+
+def _check_rates(cfg: EndpointConfig | EmbeddingConfig, key: str) -> None:
+    """``rpm`` and ``tpm``: a positive number per minute; leaving the key out means no limit."""
+    for name in ("rpm", "tpm"):
+        v = getattr(cfg, name)
+        _check(v > 0, f"{key}.{name}", f"must be > 0 per minute (leave it out for no limit), got {v}")

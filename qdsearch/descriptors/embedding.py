@@ -132,6 +132,9 @@ class EndpointEmbedder:
                 max_retries=cfg.max_retries,
                 backoff_s=cfg.backoff_s,
                 max_backoff_s=cfg.max_backoff_s,
+                rpm=cfg.rpm,
+                tpm=cfg.tpm,
+                adaptive_concurrency=cfg.adaptive_concurrency,
             )
         )
         self._loop = asyncio.new_event_loop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import random
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["EMBED_DIM", "FakeOpenAI", "Faults", "Reply", "fake_embedding"]
+__all__ = ["EMBED_DIM", "FakeOpenAI", "Faults", "RateLimit", "Reply", "fake_embedding"]
 
 EMBED_DIM = 16
 MALFORMED_BODY = '{"id": "chatcmpl-fake", "object": "chat.completion", "choices": [{"mess'
@@ -74,6 +75,86 @@ class Faults:
     hang_s: float = 30.0
 
 
+class RateLimit:
+    """An RPM/TPM limit on chat requests, enforced as OpenAI describes its own: token
+    buckets that refill continuously and hold ``burst_s`` seconds' worth (at least one
+    request, one call's tokens), so a burst is refused even under the per-minute rate.
+
+    A request is charged 1 request and its prompt's word count plus its
+    ``max_tokens`` when it arrives; the unused part of ``max_tokens`` is given back
+    with the reply. Above the limit the answer is 429 with ``Retry-After`` (whole
+    seconds, rounded up) and ``retry-after-ms`` (the exact wait) when
+    ``retry_after``; every chat answer carries ``x-ratelimit-{limit,remaining,reset}-
+    {requests,tokens}`` (OpenAI's names and duration format) when ``headers``.
+
+    Attributes:
+        refused: requests answered 429 by the limiter.
+    """
+
+    def __init__(
+        self,
+        rpm: float = math.inf,
+        tpm: float = math.inf,
+        *,
+        burst_s: float = 1.0,
+        headers: bool = True,
+        retry_after: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rpm, self.tpm, self.headers, self.retry_after = rpm, tpm, headers, retry_after
+        self._clock = clock
+        now = clock()
+        # name -> [capacity, level, refill per second, time of level]
+        self._b = {
+            name: [max(1.0, lim / 60 * burst_s), max(1.0, lim / 60 * burst_s), lim / 60, now]
+            for name, lim in (("requests", rpm), ("tokens", tpm))
+            if math.isfinite(lim)
+        }
+        self.refused = 0
+
+    def _level(self, name: str) -> float:
+        b = self._b[name]
+        now = self._clock()
+        b[1], b[3] = min(b[0], b[1] + (now - b[3]) * b[2]), now
+        return float(b[1])
+
+    def admit(self, tokens: float) -> tuple[float, dict[str, str]]:
+        """(0 and the charge taken, or the seconds until the request would fit; headers)."""
+        wait = 0.0
+        for name, cost in (("requests", 1.0), ("tokens", tokens)):
+            if name in self._b:
+                need = min(cost, self._b[name][0])
+                wait = max(wait, (need - self._level(name)) / self._b[name][2])
+        if wait <= 0:
+            for name, cost in (("requests", 1.0), ("tokens", tokens)):
+                if name in self._b:
+                    self._b[name][1] -= cost
+        else:
+            self.refused += 1
+        return max(0.0, wait), self._headers(max(0.0, wait))
+
+    def give_back(self, tokens: float) -> None:
+        if "tokens" in self._b and tokens > 0:
+            self._level("tokens")
+            b = self._b["tokens"]
+            b[1] = min(b[0], b[1] + tokens)
+
+    def _headers(self, wait: float) -> dict[str, str]:
+        from qdsearch.llm.limits import format_duration
+
+        out: dict[str, str] = {}
+        if wait > 0 and self.retry_after:
+            out |= {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
+        if self.headers:
+            for name, lim in (("requests", self.rpm), ("tokens", self.tpm)):
+                if name in self._b:
+                    cap, level, rate, _ = self._b[name]
+                    out[f"x-ratelimit-limit-{name}"] = str(int(lim))
+                    out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(level)))
+                    out[f"x-ratelimit-reset-{name}"] = format_duration(max(0.0, cap - level) / rate)
+        return out
+
+
 def _last_user(req: dict[str, Any]) -> str:
     msgs = req.get("messages") or []
     users = [m for m in msgs if isinstance(m, dict) and m.get("role") == "user"]
@@ -118,6 +199,8 @@ class FakeOpenAI:
         record: keep every request body and auth header (``requests``,
             ``auth_headers``); ``False`` for long soak runs, whose memory must stay flat.
         n_chat: the number of chat requests received (also with ``record=False``).
+        rate_limit: a :class:`RateLimit` on chat requests (None: none); its 429s
+            count under ``"429"`` in ``stats`` and use no script entry or fault draw.
     """
 
     def __init__(
@@ -140,6 +223,7 @@ class FakeOpenAI:
         self.n_embed = 0
         self.record = record
         self.n_chat = 0
+        self.rate_limit: RateLimit | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: list[str | Reply] = []
@@ -189,6 +273,15 @@ class FakeOpenAI:
             return _error(400, "request body is not JSON")
         if not isinstance(body, dict):
             return _error(400, "request body is not a JSON object")
+        limit, max_tokens = self.rate_limit, int(body.get("max_tokens") or 0)
+        limit_headers: dict[str, str] = {}
+        if limit is not None:
+            wait, limit_headers = limit.admit(_words(body) + max_tokens)
+            if wait > 0:  # refused before any script or fault is used
+                with self._lock:
+                    self.n_chat += 1
+                self._count("429")
+                return self._error(request, 429, "rate limit reached", limit_headers)
         with self._lock:
             self.n_chat += 1
             if self.record:
@@ -229,7 +322,10 @@ class FakeOpenAI:
                 self._count(str(reply.status))
                 return self._error(request, reply.status, f"scripted {reply.status}", reply.headers)
             self._count("ok")
-            return web.json_response(self._completion(body, reply), headers=reply.headers)
+            completion = self._completion(body, reply)
+            if limit is not None:
+                limit.give_back(max_tokens - completion["usage"]["completion_tokens"])
+            return web.json_response(completion, headers=limit_headers | reply.headers)
         finally:
             with self._lock:
                 self.in_flight -= 1

@@ -286,10 +286,11 @@ class TaskPromptDomain:
         g = await ctx.grade(grade_task(material, crit, ctx.rng, max_tokens=128))
         return Verdict((g["quality"] - 1.0) / 9.0, "graded", detail=str(g.get("reason", "")))
 
-    async def _score(
+    async def score_examples(
         self, prompt: str, examples: Sequence[DevExample], ctx: EvalContext
     ) -> tuple[list[ExampleResult], int]:
-        """The results of ``prompt`` on ``examples`` (in order) and how many were cached."""
+        """The results of ``prompt`` on ``examples`` (in order) and how many were cached: the
+        one way a prompt is run and scored (the search, the test pass, benchmarks)."""
         target = self._target_key(ctx.target)
         pairs = await asyncio.gather(*(self._one(prompt, ex, ctx, target) for ex in examples))
         hits = sum(1 for _, h in pairs if h)
@@ -314,7 +315,7 @@ class TaskPromptDomain:
         if self.cfg.domain.minibatch_gate and parent is not None and parent.id != sample.id:
             traces = [t for t in parse_traces(parent.response) if t.id in self._train_by_key]
             if traces:
-                gate, _ = await self._score(prompt, [self._train_by_key[t.id] for t in traces], ctx)
+                gate, _ = await self.score_examples(prompt, [self._train_by_key[t.id] for t in traces], ctx)
                 mine, theirs = sum(r.verdict.score for r in gate), sum(t.score for t in traces)
                 if mine < theirs - 1e-9:
                     text = report(None, gate, guards_of(gate, self.max_tokens))
@@ -322,10 +323,10 @@ class TaskPromptDomain:
                         Reject("minibatch_gate", f"minibatch {mine:.1f}/{len(gate)} < parent {theirs:.1f}"),
                         dataclasses.replace(sample, response=text),
                     )
-        results, hits = await self._score(prompt, self.val, ctx)
+        results, hits = await self.score_examples(prompt, self.val, ctx)
         train: list[ExampleResult] = []
         if self.traces:
-            train, _ = await self._score(prompt, self._minibatch(ctx.rng), ctx)
+            train, _ = await self.score_examples(prompt, self._minibatch(ctx.rng), ctx)
         n = len(results)
         right = sum(r.verdict.score for r in results)
         guards = guards_of(results, self.max_tokens)
@@ -345,7 +346,7 @@ class TaskPromptDomain:
         Raises:
             LLMError: the target failed.
         """
-        results, _ = await self._score(sample.prompt_text(), self.test, ctx)
+        results, _ = await self.score_examples(sample.prompt_text(), self.test, ctx)
         n = len(results)
         right = sum(r.verdict.score for r in results)
         errors = sum(r.verdict.reason == "scorer_error" for r in results)

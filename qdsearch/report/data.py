@@ -133,7 +133,7 @@ def trace_run(cfg: CampaignConfig, centroids: np.ndarray | None, events: Iterabl
     archive = archive_for(cfg, centroids)
     tr.counters, _ = replay(events_with_warnings(), archive, on_event=record)
     tr.elites = elites_frame(archive)
-    tr.cells = int(archive.cells)
+    tr.cells = int(getattr(archive, "cells", 0))
     return tr
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from qdsearch.config.cache import CacheConfig
 from qdsearch.llm.cache.keys import (
@@ -44,6 +46,7 @@ __all__ = [
     "CallSite",
     "RequestCache",
     "cache_dir",
+    "cache_summary",
     "call_site",
     "current_site",
     "endpoint_identity",
@@ -84,3 +87,18 @@ def open_cache(cfg: CacheConfig | None = None) -> RequestCache | None:
         if cache is None:
             cache = _OPEN[(str(folder), cfg.shared)] = RequestCache(folder, shared=cfg.shared, timeout_s=cfg.timeout_s)
         return cache
+
+
+def cache_summary(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The request cache's figures of a run, from its ``state.json`` (or
+    ``Counters.to_dict()``), for reports: ``hits``, ``misses``, ``hit_rate`` (of the
+    calls looked up; 0 with none), ``saved_tokens`` and ``saved_cost_usd``. Runs from
+    before the cache give zeros."""
+    hits, misses = int(state.get("cache_hits", 0)), int(state.get("cache_misses", 0))
+    return {
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+        "saved_tokens": int(state.get("cache_saved_tokens", 0)),
+        "saved_cost_usd": float(state.get("cache_saved_cost_usd", 0.0)),
+    }

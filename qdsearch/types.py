@@ -62,6 +62,7 @@ class Candidate:
     reject: str = ""
     detail: str = ""
     calls: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    node: str = ""  # the Ray node id of the worker that made it ("": in this process)
 
     @property
     def tokens(self) -> int:

@@ -77,7 +77,7 @@ def prepare(cfg: CampaignConfig, *, seeds: bool = True, where: str = "") -> Plan
         if not cfg.seeds.path:
             raise UserError(f"{prefix}seeds.path: no seed file given")
         loaded = domain.load_seeds(cfg.seeds.path, cfg.seeds.limit)
-        need = cfg.archive.topic_dims + 1
+        need = cfg.archive.topic_dims + 1 if cfg.archive.topic_kind == "pca" else 1  # PCA needs dims + 1 points
         if len(loaded) < need:
             raise UserError(
                 f"{cfg.seeds.path}: {len(loaded)} seeds; archive.topic_dims = {cfg.archive.topic_dims} needs at least {need}"
@@ -142,7 +142,7 @@ class Session:
     def __enter__(self) -> Session:
         cfg = self.plan.cfg
         try:
-            if self.embedder is None:
+            if self.embedder is None and cfg.embedding.where == "driver":  # "actors": made in start()
                 from qdsearch.descriptors.embedding import make_embedder
 
                 self.embedder = make_embedder(cfg.embedding)
@@ -182,6 +182,10 @@ class Session:
         plan, cfg = self.plan, self.plan.cfg
         self.runtime = make_runtime(cfg, self.endpoint, plan.operators, ray_address=self.ray_address,
                                     domain=plan.domain)  # fmt: skip
+        if self.embedder is None:  # embedding.where = "actors": the model lives on the cluster
+            from qdsearch.runtime.embedder import actor_embedder
+
+            self.embedder = actor_embedder(self.runtime, cfg)
         self.campaign = Campaign(
             cfg, plan.seeds, self.runtime, self.embedder, self.sink,  # type: ignore[arg-type]
             events=self.events, frozen=self.frozen, reference=self.reference, on_step=self.on_step, domain=plan.domain,
@@ -215,3 +219,9 @@ def check_ray_address(address: str, where: str, timeout_s: float = 3.0) -> None:
     except (OSError, ValueError) as e:
         reason = "timed out" if isinstance(e, TimeoutError) else (getattr(e, "strerror", None) or str(e))
         raise UserError(f"{where}: cannot reach a Ray cluster at {address} ({reason})") from None
+    from qdsearch.runtime.cluster import ClusterError, check_cluster
+
+    try:  # token authentication, before any run folder is made
+        check_cluster(address, where)
+    except ClusterError as e:
+        raise UserError(str(e)) from None

@@ -27,6 +27,7 @@ def _one_line(text: str) -> str:
 KNOWN_ERRORS: tuple[tuple[str, str], ...] = (
     ("qdsearch.campaign", "CampaignError"),
     ("qdsearch.llm.client", "LLMError"),
+    ("qdsearch.runtime.cluster", "ClusterError"),
     ("qdsearch.seeds", "SeedError"),
     ("qdsearch.store", "StoreError"),
 )

@@ -181,3 +181,25 @@ def test_resume_after_kill_9_asks_nothing_for_children_already_answered(fake_ope
     assert state["children"] == 24 == state["accepted"] + state["rejected"] + state["failed"]
     assert state["cache_hits"] >= sum(answered.values()) > 0
     assert state["cache_hits"] + state["cache_misses"] == state["calls"]
+
+
+def test_counters_fold_the_cache_fields_and_old_logs_count_none() -> None:
+    from qdsearch.cli.campaign import cache_note
+    from qdsearch.events import Counters, work_tokens
+    from qdsearch.llm.cache import cache_summary
+
+    hit = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "outcome": "ok", "tag": "judge"}
+    hit |= {"cache": "hit", "saved_prompt_tokens": 30, "saved_completion_tokens": 12, "saved_cost_usd": 0.5}
+    miss = {"prompt_tokens": 20, "completion_tokens": 5, "cost_usd": 0.25, "outcome": "ok", "tag": "deepen"}
+    old = dict(miss)  # a log from before the cache: no cache fields
+    ev = {"type": "child", "id": "c0000000", "status": "rejected", "reject": "x", "operator": "deepen"}
+    ev |= {"calls": [hit, miss | {"cache": "miss"}, old], "tokens": 50, "cost_usd": 0.5, "gain": 0.0}
+    c = Counters()
+    c.update(ev)
+    assert (c.cache_hits, c.cache_misses, c.cache_saved_tokens) == (1, 1, 42)
+    assert c.cache_saved_cost_usd == pytest.approx(0.5) and c.calls == 3 and c.tokens == 50
+    assert work_tokens(ev) == 50 + 42  # the bandit's tokens: paid now or when cached
+    s = cache_summary(c.to_dict())
+    assert s == {"hits": 1, "misses": 1, "hit_rate": 0.5, "saved_tokens": 42, "saved_cost_usd": pytest.approx(0.5)}
+    assert cache_summary({})["hit_rate"] == 0.0
+    assert cache_note(c) == " cache=1/2 saved=42tok/$0.5000" and cache_note(Counters()) == ""

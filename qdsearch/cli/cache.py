@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     c.add_argument("--dir", help="the cache folder (default: the config's [cache] dir, else ~/.cache/qdsearch)")
     c.add_argument("--config", help="campaign TOML whose [cache] section to use")
     c.add_argument("--json", action="store_true", help="stats as JSON")
+    c.add_argument("--older-than", type=float, metavar="DAYS", help="clear: only replies stored more than DAYS ago")
     c.set_defaults(func=cmd_cache)
 
 
@@ -53,11 +54,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     cache = _open(args)
     if args.action == "clear":
+        days = getattr(args, "older_than", None)
+        if days is not None and not 0 <= days < float("inf"):
+            raise UserError(f"--older-than: expected a number of days >= 0, got {days}")
         try:
-            n = cache.clear()
+            n = cache.clear(None if days is None else days * 86400.0)
         except OSError as e:
             raise UserError(str(e)) from None
-        print(f"{cache.path}: removed {n} cached replies")
+        print(f"{cache.path}: removed {n} cached replies" + (f" stored more than {days:g} days ago" if days else ""))
         return 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CacheWarning)  # the error is the message below

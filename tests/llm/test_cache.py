@@ -556,6 +556,10 @@ def test_cli_cache_stats_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "2 replies (1 sampled, 1 by content)" in out and "save 40 tokens" in out and "judge 1" in out
     assert main(["cache", "stats", "--dir", str(folder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["entries"] == 2
+    assert main(["cache", "clear", "--dir", str(folder), "--older-than", "1"]) == 0  # both are newer
+    assert "removed 0" in capsys.readouterr().out and RequestCache(folder).count() == 2
+    assert main(["cache", "clear", "--dir", str(folder), "--older-than", "-1"]) == 2
+    assert "--older-than" in capsys.readouterr().err
     assert main(["cache", "clear", "--dir", str(folder)]) == 0
     assert "removed 2" in capsys.readouterr().out and RequestCache(folder).count() == 0
     # a corrupt file: stats says so (exit 2), clear removes it

@@ -238,9 +238,10 @@ class RequestCache:
             rows = self._run("SELECT COUNT(*) FROM replies")
         return int(rows[0][0]) if rows else 0
 
-    def clear(self) -> int:
-        """Removes every entry; returns how many there were. A file that is not a
-        readable cache (corrupt, another schema) is deleted with its journal files.
+    def clear(self, older_than_s: float | None = None) -> int:
+        """Removes every entry (or those stored more than ``older_than_s`` seconds ago);
+        returns how many. A file that is not a readable cache (corrupt, another
+        schema) is deleted with its journal files.
 
         Raises:
             OSError: the file is locked, read-only, or a broken file could not be
@@ -252,14 +253,15 @@ class RequestCache:
         probe = RequestCache(self.folder, shared=self.shared, timeout_s=self.timeout_s)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CacheWarning)
-            n = probe.count()
-            ok = probe._run("DELETE FROM replies") is not None
+            cutoff = float("inf") if older_than_s is None else time.time() - older_than_s
+            rows = probe._run("SELECT COUNT(*) FROM replies WHERE created < ?", (cutoff,))
+            ok = rows is not None and probe._run("DELETE FROM replies WHERE created < ?", (cutoff,)) is not None
             if ok:
                 probe._run("VACUUM")
         probe.close()
-        if ok:
-            return n
-        if probe._exc is not sqlite3.DatabaseError:  # locked, read-only, I/O: not ours to delete
+        if ok and rows:
+            return int(rows[0][0])
+        if probe._exc is not sqlite3.DatabaseError or older_than_s is not None:  # locked, read-only, I/O
             raise OSError(f"cannot clear the request cache {self.path}: {probe.error}")
         for p in self._files():
             p.unlink(missing_ok=True)

@@ -210,7 +210,7 @@ def operators_over_time(windows: dict[str, Any], fmt: Format = "svg") -> bytes:
     bottom.set_xlabel("children (log order)")
     if k:
         step = max(1, k // 10)
-        bottom.set_xticks(x[::step], [f"{edges[i]}–{edges[i + 1]}" for i in range(0, k, step)], rotation=30,
+        bottom.set_xticks(x[::step], [f"{edges[i] + 1}–{edges[i + 1]}" for i in range(0, k, step)], rotation=30,
                           ha="right", fontsize=8)  # fmt: skip
     if ops:
         top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -1,0 +1,233 @@
+"""A fake OpenAI-compatible Files and Batches server on 127.0.0.1 for tests.
+
+Speaks the part of the protocol a batch client uses: ``POST /v1/files`` (multipart,
+``purpose=batch``), ``GET /v1/files/{id}/content``, ``POST /v1/batches``,
+``GET /v1/batches/{id}`` and ``POST /v1/batches/{id}/cancel``. A batch job moves
+``validating`` -> ``in_progress`` -> ``completed`` after ``delay_s``; each line of its
+input file is answered by ``responder(body) -> str`` (a chat completion) unless
+``fail(custom_id, attempt)`` says it fails (an error line with status 500) or the job
+``expire``\\ s first (only the first ``expire_after`` lines are answered, the rest go
+into the error file as ``batch_expired``). ``no_batch_api`` answers 404 to every
+Files and Batches request, as a server without a batch API does. Runs aiohttp in a
+daemon thread, like :mod:`tests.fakes.openai_server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FakeBatches"]
+
+
+class FakeBatches:
+    """The fake server (see the module docstring).
+
+    Attributes:
+        files: file id -> bytes; batches: batch id -> the batch object.
+        created: how many batch jobs were created; attempts: custom id -> times it was in a job.
+        delay_s: how long a job stays in progress; expire_after: lines answered by
+            a job that expires (None: jobs do not expire); expire_jobs: how many jobs expire.
+    """
+
+    def __init__(
+        self,
+        responder: Callable[[dict[str, Any]], str] | None = None,
+        *,
+        delay_s: float = 0.05,
+        fail: Callable[[str, int], bool] | None = None,
+        expire_after: int | None = None,
+        expire_jobs: int = 1,
+        no_batch_api: bool = False,
+    ) -> None:
+        self.responder = responder or (lambda body: "ok: " + str(body["messages"][-1]["content"]))
+        self.delay_s = delay_s
+        self.fail = fail or (lambda cid, attempt: False)
+        self.expire_after = expire_after
+        self.expire_jobs = expire_jobs
+        self.no_batch_api = no_batch_api
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.created = 0
+        self.attempts: dict[str, int] = {}
+        self.port = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # ------------------------------------------------------------------ handlers
+    def _missing(self) -> web.Response:
+        body = {"error": {"message": "Not found", "type": "invalid_request_error", "param": None, "code": "404"}}
+        return web.json_response(body, status=404)
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        if self.no_batch_api:
+            return self._missing()
+        form = await request.post()
+        upload = form.get("file")
+        if form.get("purpose") != "batch" or upload is None or isinstance(upload, str):
+            return web.json_response({"error": {"message": "purpose=batch and a file are required"}}, status=400)
+        data = upload.file.read()
+        with self._lock:
+            fid = f"file-{len(self.files)}"
+            self.files[fid] = data
+        obj = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+               "filename": upload.filename, "purpose": "batch", "status": "processed"}  # fmt: skip
+        return web.json_response(obj)
+
+    async def _content(self, request: web.Request) -> web.StreamResponse:
+        if self.no_batch_api:
+            return self._missing()
+        data = self.files.get(request.match_info["id"])
+        if data is None:
+            return self._missing()
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        if self.no_batch_api:
+            return self._missing()
+        body = await request.json()
+        fid = body.get("input_file_id")
+        if fid not in self.files or body.get("endpoint") != "/v1/chat/completions":
+            return web.json_response({"error": {"message": "bad input_file_id or endpoint"}}, status=400)
+        with self._lock:
+            self.created += 1
+            bid = f"batch-{self.created}"
+            expires = self.expire_after is not None and self.expire_jobs >= self.created
+        batch = {"id": bid, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": fid,
+                 "completion_window": body.get("completion_window", "24h"), "status": "validating",
+                 "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0}}  # fmt: skip
+        self.batches[bid] = batch
+        assert self._loop is not None
+        self._loop.create_task(self._process(bid, expires))
+        return web.json_response(batch)
+
+    async def _process(self, bid: str, expires: bool) -> None:
+        batch = self.batches[bid]
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].decode().splitlines() if x.strip()]
+        batch["status"] = "in_progress"
+        batch["request_counts"]["total"] = len(lines)
+        with contextlib.suppress(TimeoutError):
+            assert self._stopping is not None
+            await asyncio.wait_for(self._stopping.wait(), timeout=self.delay_s)
+        if batch["status"] == "cancelling":
+            answered, final = 0, "cancelled"
+        elif expires:
+            answered, final = int(self.expire_after or 0), "expired"
+        else:
+            answered, final = len(lines), "completed"
+        out, err = [], []
+        for k, line in enumerate(lines):
+            cid = line["custom_id"]
+            with self._lock:
+                self.attempts[cid] = attempt = self.attempts.get(cid, 0) + 1
+            if k >= answered:
+                code = "batch_expired" if final == "expired" else "batch_cancelled"
+                err.append({"id": f"req-{k}", "custom_id": cid, "response": None,
+                            "error": {"code": code, "message": f"this request was not run: the batch was {final}"}})  # fmt: skip
+            elif self.fail(cid, attempt):
+                err.append({"id": f"req-{k}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 500, "request_id": f"r{k}",
+                                         "body": {"error": {"message": "scripted failure"}}}})  # fmt: skip
+            else:
+                content = self.responder(line["body"])
+                words = sum(len(str(m.get("content", "")).split()) for m in line["body"].get("messages", []))
+                body = {"id": f"chatcmpl-{k}", "object": "chat.completion", "created": int(time.time()),
+                        "model": line["body"].get("model", "fake"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                     "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": words, "completion_tokens": len(content.split()),
+                                  "total_tokens": words + len(content.split())}}  # fmt: skip
+                out.append({"id": f"req-{k}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 200, "request_id": f"r{k}", "body": body}})  # fmt: skip
+        out.reverse()  # results come in any order: clients map them by custom_id
+        with self._lock:
+            for key, rows in (("output_file_id", out), ("error_file_id", err)):
+                if rows:
+                    fid = f"file-{len(self.files)}"
+                    self.files[fid] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                    batch[key] = fid
+            batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+            batch["status"] = final
+
+    async def _retrieve(self, request: web.Request) -> web.StreamResponse:
+        if self.no_batch_api:
+            return self._missing()
+        batch = self.batches.get(request.match_info["id"])
+        return web.json_response(batch) if batch is not None else self._missing()
+
+    async def _cancel(self, request: web.Request) -> web.StreamResponse:
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None or self.no_batch_api:
+            return self._missing()
+        if batch["status"] in ("validating", "in_progress"):
+            batch["status"] = "cancelling"
+        return web.json_response(batch)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeBatches:
+        ready = threading.Event()
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/files", self._upload)
+            app.router.add_get("/v1/files/{id}/content", self._content)
+            app.router.add_post("/v1/batches", self._create)
+            app.router.add_get("/v1/batches/{id}", self._retrieve)
+            app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
+            runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                server = site._server
+                assert server is not None
+                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                self._loop = asyncio.get_running_loop()
+                self._stopping = asyncio.Event()
+                ready.set()
+                await self._stopping.wait()
+            finally:
+                await runner.cleanup()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(serve())
+            finally:
+                ready.set()
+                loop.close()
+
+        self._thread = threading.Thread(target=main, daemon=True, name="fake-batches")
+        self._thread.start()
+        if not ready.wait(10) or self._stopping is None:
+            raise RuntimeError("fake Batches server did not start")
+        return self
+
+    def stop(self) -> None:
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        self._thread = None
+        if thread is None or loop is None or stopping is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout=10)
+
+    def __enter__(self) -> FakeBatches:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

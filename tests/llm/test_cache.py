@@ -468,6 +468,33 @@ def test_a_cache_folder_that_cannot_be_made_gives_one_warning(
     assert [c.text for c in comps] == ["r1", "r2"]
 
 
+def test_a_folder_on_a_network_file_system_gets_one_file_per_host(tmp_path: Path, monkeypatch: Any) -> None:
+    import re
+    import socket
+
+    from qdsearch.llm.cache import store
+
+    home = tmp_path / "nfs home"
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        f"server:/export/home {str(home).replace(' ', chr(92) + '040')} nfs4 rw,relatime 0 0\n"
+        f"sshfs#x {tmp_path / 'ssh'} fuse.sshfs rw 0 0\n"
+    )
+    monkeypatch.setattr(store, "_MOUNTS", str(mounts))
+    assert store.network_fs(home / ".cache" / "qdsearch") == "nfs4"
+    assert store.network_fs(tmp_path / "ssh") == "fuse.sshfs" and store.network_fs(tmp_path / "local") == ""
+    assert store.network_fs(tmp_path / "nfs homework") == ""  # a prefix of the name is not inside
+    per_host = RequestCache(home / "c")
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
+    assert per_host.path.name == f"requests.{host}.sqlite3"
+    assert per_host.put("k", CachedReply("x", "stop", 1, 1), model="m", role="r") and per_host.get("k")
+    assert RequestCache(home / "c", shared=True).path.name == FILE_NAME  # shared: one file, rollback journal
+    assert RequestCache(tmp_path / "local").path.name == FILE_NAME
+    monkeypatch.setattr(store, "_MOUNTS", str(tmp_path / "no-such-file"))  # not Linux: no mount table
+    assert store.network_fs(home) == ""
+
+
 # --------------------------------------------------------------------------- concurrency
 
 _WRITER = """

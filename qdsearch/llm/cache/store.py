@@ -8,6 +8,9 @@ through a ``kill -9`` of the process (only a power loss can drop the last few). 
 folder shared between machines (``[cache] shared = true``) WAL cannot work (its index
 lives in shared memory), so the rollback journal is used instead, which needs a
 file system with working POSIX locks (NFSv4, Lustre, GPFS; not every NFSv3 mount).
+A folder on a network file system without ``shared`` (a cluster's NFS home holding
+``~/.cache``) gets one file per host instead (``requests.HOST.sqlite3``), so no WAL
+file is ever used from two machines.
 
 The cache is an optimisation, never a point of failure: any SQLite or OS error (a
 corrupt file, a lock held past the busy timeout, a read-only or full disk) gives one
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import sqlite3
 import threading
 import time
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FILE_NAME", "SCHEMA_VERSION", "CacheWarning", "CachedReply", "RequestCache"]
+__all__ = ["FILE_NAME", "NETWORK_FS", "SCHEMA_VERSION", "CacheWarning", "CachedReply", "RequestCache", "network_fs"]
 
 FILE_NAME = "requests.sqlite3"
 SCHEMA_VERSION = 1
@@ -49,6 +54,35 @@ CREATE TABLE IF NOT EXISTS replies (
     created REAL NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+# File systems that several machines may mount at once (a WAL index cannot be shared).
+NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs", "ceph", "9p", "afs", "panfs"}
+)
+_MOUNTS = "/proc/mounts"
+
+
+def network_fs(path: Path) -> str:
+    """The type of the file system holding ``path`` if several machines may share it
+    (:data:`NETWORK_FS`, ``nfs*`` and FUSE network mounts), else ``""`` (also where
+    the mount table cannot be read: not Linux)."""
+    try:
+        text = Path(_MOUNTS).read_text(errors="replace")
+    except OSError:
+        return ""
+    where = str(path.resolve())
+    best, fstype = "", ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1].replace("\\040", " ")
+        inside = where == mount or where.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, parts[2]
+    kind = fstype.removeprefix("fuse.")
+    return fstype if kind in NETWORK_FS or kind.startswith("nfs") or fstype == "fuse.sshfs" else ""
 
 
 class CacheWarning(UserWarning):
@@ -82,6 +116,11 @@ class RequestCache:
     def __init__(self, folder: str | Path, *, shared: bool = False, timeout_s: float = 5.0) -> None:
         self.folder = Path(folder).expanduser()
         self.path = self.folder / FILE_NAME
+        if not shared and network_fs(self.folder):
+            # WAL on a folder other machines may use too (an NFS home on a cluster): one
+            # file per host, so no two machines ever share a WAL index
+            host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+            self.path = self.folder / f"{Path(FILE_NAME).stem}.{host}{Path(FILE_NAME).suffix}"
         self.shared = shared
         self.timeout_s = float(timeout_s)
         self.error = ""

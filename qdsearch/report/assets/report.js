@@ -51,7 +51,8 @@
       var tr = add(tb, el('tr'));
       cols.forEach(function (c) {
         var v = r[c.key], td = add(tr, el('td', c.num ? 'num' : (c.text ? 'text' : '')));
-        td.textContent = c.fmt ? c.fmt(v, r) : (c.num ? num(v) : (v === null || v === undefined ? '' : String(v)));
+        var shown = c.fmt ? c.fmt(v, r) : (c.num ? num(v) : (v === null || v === undefined ? '' : String(v)));
+        if (c.text) add(td, el('div', 'clamp', shown)); else td.textContent = shown;
       });
       if (opts && opts.onRow) opts.onRow(r, tr);
     });
@@ -278,7 +279,7 @@
   var COLS = [
     { key: 'id', label: 'id' }, { key: 'quality', label: 'quality', num: 1, d: 1 },
     { key: 'complexity', label: 'complexity', num: 1, d: 2 }, { key: 'operator', label: 'operator' },
-    { key: 'place', label: 'cell' }, { key: 'generation', label: 'gen', num: 1, cls: 'opt' },
+    { key: 'place', label: 'cell', text: 1 }, { key: 'generation', label: 'gen', num: 1, cls: 'opt' },
     { key: 'instruction', label: 'instruction', text: 1 }
   ];
   function place(e) {
@@ -352,7 +353,8 @@
       tr.setAttribute('data-id', r.id);
       COLS.forEach(function (c) {
         var v = r[c.key];
-        add(tr, el('td', (c.num ? 'num' : (c.text ? 'text' : '')) + (c.cls ? ' ' + c.cls : ''), c.num ? num(v, c.d) : (c.text ? cut(v, 220) : v)));
+        var td = add(tr, el('td', (c.num ? 'num' : (c.text ? 'text' : '')) + (c.cls ? ' ' + c.cls : ''), c.text ? null : (c.num ? num(v, c.d) : v)));
+        if (c.text) add(td, el('div', 'clamp', cut(v, 220)));
       });
       tr.addEventListener('click', function () { select(r.id); renderHeatmap(); });
     });

@@ -423,10 +423,6 @@ def _handler(h: logging.Handler, level: int) -> logging.Handler:
     return h
 
 
-# The handlers of the last setup_logging: (verbosity, log file handler or None).
-_SETUP: list[tuple[int, logging.Handler | None]] = []
-
-
 def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> None:
     """Sets up the command's logging (again, if called again: handlers are replaced).
 
@@ -444,9 +440,13 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
     ours.addHandler(_handler(_Console(), level))
     ours.setLevel(logging.DEBUG)
     ours.propagate = False
-    # other libraries: their warnings above the progress line (errors only with --quiet)
+    # other libraries: their warnings above the progress line (errors only with --quiet);
+    # Ray's records reach the terminal only with --verbose (the log file always)
     other = logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0 else logging.INFO
-    root.addHandler(_handler(_Console(), other))
+    console = _handler(_Console(), other)
+    if verbosity <= 0:
+        console.addFilter(_not_ray)
+    root.addHandler(console)
     fh: logging.Handler | None = None
     if log_file is not None:
         try:
@@ -459,26 +459,27 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
             setattr(fh, _OURS, True)
             ours.addHandler(fh)
             root.addHandler(fh)
-    _SETUP[:] = [(verbosity, fh)]
-    if ray_logger.handlers or "ray" in sys.modules:
+    if "ray" in sys.modules:
         route_ray_logging()
 
 
-def route_ray_logging() -> None:
-    """Sends Ray's log records to the log file only (and to the terminal with
-    ``--verbose``): Ray installs a terminal handler of its own when it is imported,
-    whose records ("Token authentication is enabled ...") would land inside the
-    progress line. Imports Ray (the campaign is about to)."""
-    import ray  # noqa: F401  (its import installs the handler replaced here)
+def _not_ray(record: logging.LogRecord) -> bool:
+    return not (record.name == "ray" or record.name.startswith("ray."))
 
-    verbosity, fh = _SETUP[-1] if _SETUP else (0, None)
+
+def route_ray_logging() -> None:
+    """Sends Ray's log records where :func:`setup_logging` says (the log file; the
+    terminal with ``--verbose``) instead of Ray's own terminal handler, whose records
+    ("Token authentication is enabled ...") would land inside the progress line.
+
+    Ray installs that handler when it is imported, and ``ray.init`` clears the ray
+    logger's handlers, after which Python's last-resort handler would print to
+    stderr; so the ray logger keeps no handler and propagates to the root logger's.
+    Imports Ray (the campaign is about to)."""
+    import ray  # noqa: F401  (its import installs the handler removed here)
+
     ray_logger = logging.getLogger("ray")
     for h in list(ray_logger.handlers):
         ray_logger.removeHandler(h)
-    ray_logger.addHandler(_handler(logging.NullHandler(), logging.DEBUG))  # never Python's last-resort stderr
-    if fh is not None:
-        ray_logger.addHandler(fh)
-    if verbosity > 0:
-        ray_logger.addHandler(_handler(_Console(), logging.INFO))
-    ray_logger.propagate = False
+    ray_logger.propagate = True
     ray_logger.setLevel(logging.INFO)

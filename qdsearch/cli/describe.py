@@ -143,11 +143,12 @@ def _judge_complexity(
     cfg: CampaignConfig, records: Sequence[Mapping[str, Any]], args: argparse.Namespace
 ) -> list[float | None]:
     from qdsearch.llm import open_endpoint
+    from qdsearch.llm.cache import open_cache
     from qdsearch.measure import llm_judge
 
     with open_endpoint(cfg.endpoint, cfg.local) as ready:
         print(f"describe: judging {len(records)} records with {ready.model or 'the endpoint'}", file=sys.stderr)
-        results = llm_judge(ready, max_attempts=cfg.judge.max_attempts)(
+        results = llm_judge(ready, max_attempts=cfg.judge.max_attempts, cache=open_cache(cfg.cache))(
             [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in records]  # type: ignore[arg-type]
         )
     return [r.get("complexity") for r in results]

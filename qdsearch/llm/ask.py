@@ -9,8 +9,11 @@ rubric graders, operators, dataset tagging): it makes the call through
 ``calls`` (what a child's event carries), asks again while the reply does not parse
 (each attempt freshly rendered, so a judge's delimiter nonce changes), and raises
 the last failure's reason, with the task's prefix (``judge_not_json``), when no
-attempt parsed. A free-text call with nothing to parse (a respond step, a target's
-reply) is :func:`chat`: the same recorded call, once.
+attempt parsed. Each attempt is its own request for the request cache
+(:mod:`qdsearch.llm.cache`: the attempt index is part of its key), so a retry is never
+served the reply it just rejected, and a re-run replays the same attempts at no cost.
+A free-text call with nothing to parse (a respond step, a target's reply) is
+:func:`chat`: the same recorded call, once.
 
 Endpoint failures are not parse failures: an :class:`~qdsearch.llm.client.LLMError`
 (retries of 429/5xx/timeouts are the client's business) ends the ask at once and is
@@ -117,7 +120,7 @@ async def ask(
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     last: Reject | None = None
-    for _ in range(attempts):
+    for attempt in range(attempts):
         comp = await chat(
             client,
             task.render(),
@@ -126,6 +129,7 @@ async def ask(
             json_schema=task.schema,
             temperature=task.temperature,
             max_tokens=task.max_tokens,
+            attempt=attempt,
         )
         try:
             return task.parse(comp.text, comp.finish_reason)

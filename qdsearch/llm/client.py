@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import os
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,10 @@ import numpy as np
 import openai
 
 from qdsearch.config import EndpointConfig
+from qdsearch.llm.cache import CachedReply, RequestCache, current_site, endpoint_identity, request_key
+from qdsearch.llm.cache.keys import RequestKey
+from qdsearch.llm.fastpath import create_chat
+from qdsearch.llm.limits import Limits, estimate_tokens, retry_after_s
 
 __all__ = ["CallRecord", "Completion", "LLMClient", "LLMError", "Usage", "scrub"]
 
@@ -80,6 +83,12 @@ class CallRecord:
             ``"http_401"``...).
         finish_reason: the choice's ``finish_reason`` when a response came back.
         cost_usd: priced from the endpoint config's per-token prices.
+        cache: ``"hit"``: answered from the request cache (no request: tokens, cost
+            and attempts are 0, and what the reply cost when it was paid for is in the
+            ``saved_*`` fields); ``"miss"``: looked up, then asked; ``""``: not looked
+            up (cache off, or a sampled call outside a campaign's call site).
+        saved_prompt_tokens, saved_completion_tokens, saved_cost_usd: a hit's usage
+            (priced at today's prices), 0 otherwise.
     """
 
     tag: str
@@ -91,6 +100,20 @@ class CallRecord:
     outcome: str
     finish_reason: str | None = None
     cost_usd: float = 0.0
+    cache: str = ""
+    saved_prompt_tokens: int = 0
+    saved_completion_tokens: int = 0
+    saved_cost_usd: float = 0.0
+
+    @property
+    def cached(self) -> bool:
+        """Whether the reply came from the request cache (nothing was spent)."""
+        return self.cache == "hit"
+
+    @property
+    def reply_tokens(self) -> int:
+        """Completion tokens of the reply, paid now or when it was cached."""
+        return self.completion_tokens + self.saved_completion_tokens
 
     @property
     def ok(self) -> bool:
@@ -134,6 +157,7 @@ class Completion:
     text: str
     finish_reason: str | None
     record: CallRecord
+    cache_key: str = ""  # its request-cache key ("" when not cached): LLMClient.forget drops it
 
 
 class LLMError(RuntimeError):
@@ -167,36 +191,6 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
-def retry_after_s(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` headers, if present.
-
-    ``Retry-After`` may be a number of seconds or an HTTP date. Unparsable values
-    give None.
-    """
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if ra is None:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def response_format(mode: str, schema: dict[str, Any], name: str = "output") -> dict[str, Any] | None:
     """The ``response_format`` request field for a JSON-output call.
 
@@ -220,37 +214,51 @@ class LLMClient:
         cfg: the endpoint; ``cfg.base_url`` must be set (resolve the embedded
             default first, see :func:`qdsearch.llm.resolve_endpoint`).
         on_call: called with the :class:`CallRecord` of every finished call.
+        cache: the request cache to answer chat calls from and store their replies
+            in (:func:`qdsearch.llm.cache.open_cache`); None: every call is asked.
 
     The API key is read from the environment variable ``cfg.api_key_env`` when the
     client is made and handed to the ``openai`` client only; it is never stored on
     this object, logged or written anywhere.
     """
 
-    def __init__(self, cfg: EndpointConfig, on_call: Callable[[CallRecord], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: EndpointConfig,
+        on_call: Callable[[CallRecord], None] | None = None,
+        cache: RequestCache | None = None,
+    ) -> None:
         if not cfg.base_url:
             raise ValueError("endpoint.base_url is empty: start the embedded server or set a base URL")
         self.cfg = cfg
+        self.cache = cache
+        self._identity = endpoint_identity(cfg.base_url)
         self.usage = Usage()
         self._on_call = on_call
-        self._sem: asyncio.Semaphore | None = None
+        self.limits = Limits.for_endpoint(cfg)  # this client's own RPM/TPM buckets and AIMD window
         self._client: openai.AsyncOpenAI | None = None
 
     # The openai client (and its aiohttp session) is bound to the running loop, so
     # it is made lazily on first use inside that loop.
     def _openai(self) -> openai.AsyncOpenAI:
         if self._client is None:
-            kwargs: dict[str, Any] = {}
+            # A response hook reads every answer's rate-limit headers (429s too) at the
+            # cost of a few header lookups, without the SDK's raw-response wrapper.
+            hooks = {"response": [self._observe]}
+            http: Any = None
             with contextlib.suppress(AttributeError, RuntimeError):  # openai without the aiohttp extra
-                kwargs["http_client"] = openai.DefaultAioHttpClient(timeout=self.cfg.timeout_s)
+                http = openai.DefaultAioHttpClient(timeout=self.cfg.timeout_s, event_hooks=hooks)
             self._client = openai.AsyncOpenAI(
                 base_url=self.cfg.base_url,
                 api_key=os.environ.get(self.cfg.api_key_env) or "EMPTY",
                 max_retries=0,  # retries are ours, so they are counted and bounded
                 timeout=self.cfg.timeout_s,
-                **kwargs,
+                http_client=http or openai.DefaultAsyncHttpxClient(timeout=self.cfg.timeout_s, event_hooks=hooks),
             )
-            self._sem = asyncio.Semaphore(self.cfg.concurrency)
         return self._client
+
+    async def _observe(self, response: Any) -> None:
+        self.limits.observe(response.status_code, response.headers)
 
     def __repr__(self) -> str:  # never shows the key
         return f"LLMClient(base_url={self.cfg.base_url!r}, model={self.cfg.model!r})"
@@ -280,41 +288,53 @@ class LLMClient:
         if self._on_call is not None:
             self._on_call(record)
 
-    async def _attempt(self, request: Callable[[], Awaitable[Any]]) -> Any:
-        assert self._sem is not None
-        async with self._sem:
-            try:
-                async with asyncio.timeout(self.cfg.timeout_s):
-                    return await request()
-            except TimeoutError:
-                raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
-            except openai.APITimeoutError as e:
-                if _refused(e):  # the aiohttp transport reports a refused connection as a connect timeout
-                    raise _Retry("connection", f"connection failed: {e.__cause__ or e}") from None
-                raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
-            except openai.APIConnectionError as e:
+    async def _attempt(self, request: Callable[[], Awaitable[Any]], tokens: float = 0.0) -> Any:
+        """One HTTP attempt, started when the client's limits allow (:mod:`qdsearch.llm.limits`)."""
+        ticket = await self.limits.start(tokens)
+        outcome, result = "error", None
+        try:
+            result = await self._send(request)
+            outcome = "ok"
+            return result
+        except _Retry as r:
+            outcome = r.outcome
+            raise
+        finally:  # the reply's usage corrects the token estimate
+            self.limits.finish(ticket, outcome, getattr(getattr(result, "usage", None), "total_tokens", None))
+
+    async def _send(self, request: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s):
+                return await request()
+        except TimeoutError:
+            raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
+        except openai.APITimeoutError as e:
+            if _refused(e):  # the aiohttp transport reports a refused connection as a connect timeout
                 raise _Retry("connection", f"connection failed: {e.__cause__ or e}") from None
-            except openai.APIStatusError as e:
-                if e.status_code in _RETRYABLE_STATUS or e.status_code >= 500:
-                    raise _Retry(f"http_{e.status_code}", str(e), retry_after_s(e.response.headers)) from None
-                raise
-            except openai.APIResponseValidationError as e:
-                raise _Retry("bad_response", f"malformed response body: {e}") from None
-            except aiohttp.ClientError as e:  # not wrapped by openai: e.g. a garbled status line
-                raise _Retry("connection", f"connection failed: {type(e).__name__}: {e}") from None
-            except (ValueError, KeyError, TypeError) as e:  # undecodable body
-                raise _Retry("bad_response", f"malformed response body: {type(e).__name__}: {e}") from None
+            raise _Retry("timeout", f"no answer within {self.cfg.timeout_s}s") from None
+        except openai.APIConnectionError as e:
+            raise _Retry("connection", f"connection failed: {e.__cause__ or e}") from None
+        except openai.APIStatusError as e:
+            if e.status_code in _RETRYABLE_STATUS or e.status_code >= 500:
+                raise _Retry(f"http_{e.status_code}", str(e), retry_after_s(e.response.headers)) from None
+            raise
+        except openai.APIResponseValidationError as e:
+            raise _Retry("bad_response", f"malformed response body: {e}") from None
+        except aiohttp.ClientError as e:  # not wrapped by openai: e.g. a garbled status line
+            raise _Retry("connection", f"connection failed: {type(e).__name__}: {e}") from None
+        except (ValueError, KeyError, TypeError) as e:  # undecodable body
+            raise _Retry("bad_response", f"malformed response body: {type(e).__name__}: {e}") from None
 
     async def _with_retries(
-        self, request: Callable[[], Awaitable[Any]], tag: str, model: str
+        self, request: Callable[[], Awaitable[Any]], tag: str, model: str, tokens: float = 0.0
     ) -> tuple[Any, int, float]:
-        """Runs ``request`` with retries; returns (its result, attempts, start time).
+        """Runs ``request`` (estimated at ``tokens`` for TPM) with retries; returns (its
+        result, attempts, start time).
 
         Raises:
             LLMError: retries exhausted or a non-retryable error; the failure's
                 record has been accounted for.
         """
-        self._openai()  # makes the semaphore in this loop
         start = time.perf_counter()
         attempts = 0
         outcome = "error"
@@ -322,7 +342,7 @@ class LLMClient:
         while True:
             attempts += 1
             try:
-                return await self._attempt(request), attempts, start
+                return await self._attempt(request, tokens), attempts, start
             except _Retry as r:
                 outcome, detail = r.outcome, str(r)
                 if attempts > self.cfg.max_retries:
@@ -361,6 +381,58 @@ class LLMClient:
         key = os.environ.get(self.cfg.api_key_env, "")
         return " ".join(scrub(text, (key,)).split())  # one line, too
 
+    # ------------------------------------------------------------------ request cache
+    def _cache_lookup(
+        self, request: dict[str, Any], tag: str, attempt: int = 0
+    ) -> tuple[Completion | None, RequestKey | None]:
+        """(a hit's completion or None, the request's cache key); the key is None when
+        the call is not cached (no cache, or a sampled call outside any call site: see
+        :mod:`qdsearch.llm.cache.keys`)."""
+        if self.cache is None or not self.cache.enabled:
+            return None, None
+        start = time.perf_counter()
+        found = request_key(self._identity, request, tag, current_site(), attempt)
+        if found is None:
+            return None, None
+        reply = self.cache.get(found.key)
+        if reply is None:
+            return None, found if self.cache.enabled else None  # (a cache that just failed: not looked up)
+        record = CallRecord(
+            tag=tag,
+            model=self.cfg.model,
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_s=time.perf_counter() - start,
+            attempts=0,
+            outcome="ok",
+            finish_reason=reply.finish_reason,
+            cache="hit",
+            saved_prompt_tokens=reply.prompt_tokens,
+            saved_completion_tokens=reply.completion_tokens,
+            saved_cost_usd=self._price(reply.prompt_tokens, reply.completion_tokens),
+        )
+        self._finish(record)
+        return Completion(reply.text, reply.finish_reason, record, cache_key=found.key), found
+
+    def _cache_store(self, found: RequestKey | None, record: CallRecord, text: str) -> str:
+        """Stores a successful reply; returns its key, or ``""`` if it was not stored
+        (no cache, or the reply holds this client's API key: never written anywhere)."""
+        secret = os.environ.get(self.cfg.api_key_env, "")
+        if found is None or self.cache is None or (len(secret) >= 4 and secret in text):
+            return ""
+        reply = CachedReply(text, record.finish_reason, record.prompt_tokens, record.completion_tokens, record.cost_usd)
+        stored = self.cache.put(
+            found.key, reply, model=self.cfg.model, role=record.tag, place=found.place, sampled=found.sampled
+        )
+        return found.key if stored else ""
+
+    def forget(self, completion: Completion) -> None:
+        """Drops ``completion``'s reply from the request cache, for a caller that finds
+        it unusable for good: the next identical request is asked afresh. (The ask
+        loop keeps rejected replies: its attempts have keys of their own.)"""
+        if completion.cache_key and self.cache is not None:
+            self.cache.forget(completion.cache_key)
+
     async def chat(
         self,
         messages: Sequence[Message],
@@ -370,6 +442,7 @@ class LLMClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
+        attempt: int = 0,
     ) -> Completion:
         """One chat completion, retried on 429/5xx/timeouts/malformed bodies.
 
@@ -380,10 +453,16 @@ class LLMClient:
                 endpoint's ``json_mode``.
             temperature, max_tokens: override the endpoint defaults.
             seed: sampling seed, for endpoints that honour it.
+            attempt: which attempt at one question this is (:func:`qdsearch.llm.ask.ask`
+                asks again when a reply does not parse): part of the cache key, so
+                attempt 1 is a fresh request, not attempt 0's reply again.
 
         Returns:
             The completion. Its text may be empty or truncated
-            (``finish_reason == "length"``): judging that is the caller's job.
+            (``finish_reason == "length"``): judging that is the caller's job. With a
+            ``cache``, a request already answered (:mod:`qdsearch.llm.cache`) is served
+            from it without a request (``record.cache == "hit"``), and every
+            successful reply is stored.
 
         Raises:
             LLMError: retries were exhausted, or the endpoint answered a
@@ -404,10 +483,19 @@ class LLMClient:
             if rf is not None:
                 kwargs["response_format"] = rf
 
+        hit, key = self._cache_lookup(kwargs, tag, attempt)
+        if hit is not None:
+            return hit
         client = self._openai()
-        resp, attempts, start = await self._with_retries(
-            lambda: client.chat.completions.create(**kwargs), tag, self.cfg.model
-        )
+        try:
+            tokens = estimate_tokens(kwargs["messages"], kwargs["max_tokens"])  # for TPM
+            resp, attempts, start = await self._with_retries(
+                lambda: create_chat(client, kwargs), tag, self.cfg.model, tokens  # the SDK call, minus its transform
+            )
+        except LLMError as e:
+            if key:
+                e.record = replace(e.record, cache="miss")
+            raise
         usage = getattr(resp, "usage", None)
         p_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         p_out = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -427,9 +515,11 @@ class LLMClient:
             outcome="ok",
             finish_reason=finish,
             cost_usd=self._price(p_in, p_out),
+            cache="miss" if key else "",
         )
         self._finish(record)
-        return Completion(text=text, finish_reason=finish, record=record)
+        stored = self._cache_store(key, record, text) if choices else ""
+        return Completion(text=text, finish_reason=finish, record=record, cache_key=stored)
 
     async def embed(self, texts: Sequence[str], model: str | None = None) -> np.ndarray:
         """Embeddings from the endpoint's ``/v1/embeddings``.
@@ -456,7 +546,8 @@ class LLMClient:
                 raise ValueError(f"expected {len(inputs)} vectors, got an array of shape {arr.shape}")
             return arr, int(getattr(resp.usage, "prompt_tokens", 0) or 0)
 
-        (arr, p_in), attempts, start = await self._with_retries(request, "embed", name)
+        tokens = estimate_tokens(({"content": t} for t in inputs), 0)
+        (arr, p_in), attempts, start = await self._with_retries(request, "embed", name, tokens)
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
         arr = (arr / np.where(norms == 0, 1.0, norms)).astype(np.float32)
         self._finish(

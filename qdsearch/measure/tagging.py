@@ -19,6 +19,7 @@ from qdsearch.measure.records import MeasureError
 if TYPE_CHECKING:
     from qdsearch.config import EndpointConfig
     from qdsearch.judge import Aspect
+    from qdsearch.llm.cache import RequestCache
     from qdsearch.measure.dataset import JudgeFn
 
 __all__ = ["MAX_TAGS", "TAGS_SCHEMA", "TagReject", "llm_judge", "parse_tags", "render_tags"]
@@ -91,7 +92,13 @@ def parse_tags(text: str, finish_reason: str | None = None) -> list[str]:
 
 
 def llm_judge(
-    endpoint: EndpointConfig, *, tags: bool = False, verdicts: bool = True, max_attempts: int = 2, seed: int = 0
+    endpoint: EndpointConfig,
+    *,
+    tags: bool = False,
+    verdicts: bool = True,
+    max_attempts: int = 2,
+    seed: int = 0,
+    cache: RequestCache | None = None,
 ) -> JudgeFn:
     """A judge function that asks an OpenAI-compatible endpoint.
 
@@ -110,6 +117,9 @@ def llm_judge(
             have no ``quality``/``complexity`` keys, so the records' own scores count).
         max_attempts: calls per record and kind before giving up, >= 1.
         seed: seeds the delimiter nonces.
+        cache: the request cache (:func:`qdsearch.llm.cache.open_cache`): verdicts and
+            tags are deterministic requests, so judging the same file again with the
+            same seed asks nothing (None: every call is asked).
 
     Returns:
         A :data:`JudgeFn`. It raises :class:`MeasureError` when the endpoint failed
@@ -125,7 +135,7 @@ def llm_judge(
         import asyncio
 
         errors: list[str] = []
-        results = asyncio.run(_judge_all(endpoint, records, tags, verdicts, max_attempts, seed, errors))
+        results = asyncio.run(_judge_all(endpoint, records, tags, verdicts, max_attempts, seed, errors, cache))
         if records and all(any("_llm_" in f for f in r["failed"]) for r in results):
             raise MeasureError(f"the judge endpoint failed for every record: {errors[0] if errors else '?'}")
         return results
@@ -141,6 +151,7 @@ async def _judge_all(
     max_attempts: int,
     seed: int,
     errors: list[str],
+    cache: RequestCache | None = None,
 ) -> list[dict[str, Any]]:
     import asyncio
 
@@ -148,7 +159,7 @@ async def _judge_all(
     from qdsearch.llm.client import LLMClient, LLMError
     from qdsearch.types import Sample
 
-    client = LLMClient(endpoint)
+    client = LLMClient(endpoint, cache=cache)
 
     async def ask_one(
         kind: str, messages: list[dict[str, str]], schema: dict[str, Any], parse: Callable[[str, str | None], Any]

@@ -9,8 +9,13 @@ The event log is a campaign's source of truth. Every line is one JSON object wit
     ``gain``) and every LLM call it made.
 ``submitted``
     the next free child id, logged before the ids below it reach the runtime.
+``generation`` / ``rerun``
+    the generational schedule: a generation's first child id and size, logged before
+    its ``submitted`` mark; on resume, the ids of an unfinished generation run again.
 ``seed_report``
     which seeds are not in the archive after the seed phase, and why.
+``holdout``
+    elites' scores on the domain's held-out test split (:mod:`qdsearch.campaign.holdout`).
 ``session``
     closes one session (wall time, submitted and lost children, their spend).
 ``warning``
@@ -46,6 +51,7 @@ __all__ = [
     "replay",
     "sample_of",
     "step_stats",
+    "work_tokens",
 ]
 
 # The event types that carry one candidate (a seed or a child).
@@ -88,12 +94,23 @@ class Counters:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    # calls to the system under evaluation (tag "target": a task prompt run on one example)
+    metric_calls: int = 0
+    child_metric_calls: int = 0  # ...of them made for children (not seeds)
+    # the held-out test pass: split, n, scores (elite id -> {"score", ...}), best, calls, tokens
+    holdout: dict[str, Any] = field(default_factory=dict)
     # expected spend of the lost children (estimates: their calls were never logged)
     lost_calls: float = 0.0
     lost_tokens: float = 0.0
     lost_cost_usd: float = 0.0
     wall_s: float = 0.0
     next_child: int = 0
+    # the request cache (qdsearch.llm.cache): calls answered from it and calls looked up
+    # and asked, and what the hits would have cost (their tokens and cost are not spent)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_saved_tokens: int = 0
+    cache_saved_cost_usd: float = 0.0
     rejects: dict[str, int] = field(default_factory=dict)  # children's reject reasons
     seed_rejects: dict[str, int] = field(default_factory=dict)  # seeds' reject reasons
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-operator totals
@@ -145,8 +162,21 @@ class Counters:
             # ids below this were handed to the runtime (logged or not)
             self.next_child = max(self.next_child, int(ev["next_child"]))
             return
+        if kind == "rerun":
+            # generational resume: ids handed out before and never logged run again, so
+            # they are submitted once more, and their coming events are no new ids
+            self.submitted += len(ev["ids"])
+            self._open -= len(ev["ids"])
+            return
         if kind == "seed_report":
             self.seed_report = {k: v for k, v in ev.items() if k != "type"}
+            return
+        if kind == "holdout":
+            h = self.holdout
+            h.update({k: v for k, v in ev.items() if k not in ("type", "scores", "n_calls", "tokens", "time")})
+            h["scores"] = {**h.get("scores", {}), **ev["scores"]}
+            h["calls"] = int(h.get("calls", 0)) + int(ev.get("n_calls", 0))
+            h["tokens"] = int(h.get("tokens", 0)) + int(ev.get("tokens", 0))
             return
         if kind not in SAMPLE_EVENTS:
             return
@@ -176,12 +206,26 @@ class Counters:
             self.prompt_tokens += int(c["prompt_tokens"])
             self.completion_tokens += int(c["completion_tokens"])
             self.cost_usd += float(c["cost_usd"])
+            self._count_cache(c)
+            if c.get("tag") == "target" and c.get("cache") != "hit":  # a cached reply was not a call
+                self.metric_calls += 1
+                self.child_metric_calls += not seed
             tokens += t
             cost += float(c["cost_usd"])
             if seed:
                 self.seed_calls.append((t, float(c["cost_usd"])))
         if not seed:
             self.recent.append((len(ev["calls"]), tokens, cost))
+
+    def _count_cache(self, c: dict[str, Any]) -> None:
+        """Folds one call's request-cache outcome in (logs from before the cache have none)."""
+        how = c.get("cache", "")
+        if how == "hit":
+            self.cache_hits += 1
+            self.cache_saved_tokens += int(c.get("saved_prompt_tokens", 0)) + int(c.get("saved_completion_tokens", 0))
+            self.cache_saved_cost_usd += float(c.get("saved_cost_usd", 0.0))
+        elif how == "miss":
+            self.cache_misses += 1
 
     def mean_child(self, calls_per_child: float = 3.0) -> tuple[float, float, float]:
         """The mean (calls, tokens, cost) of a logged child; before any child was
@@ -285,6 +329,15 @@ def step_stats(counters: Counters, archive: ArchiveBase, in_flight: int, wall_s:
     )
 
 
+def work_tokens(ev: dict[str, Any]) -> int:
+    """The tokens of an event's calls, a reply from the request cache at what it cost
+    when it was paid for: the size of a child's work, the same whether it was paid now
+    or replayed (the operator bandit's reward divides by it, so a replay chooses as
+    the original run did). ``ev["tokens"]`` is what was spent."""
+    saved = sum(int(c.get("saved_prompt_tokens", 0)) + int(c.get("saved_completion_tokens", 0)) for c in ev["calls"])
+    return int(ev["tokens"]) + saved
+
+
 def sample_of(ev: dict[str, Any]) -> Sample:
     """The sample a ``seed`` or ``child`` event holds."""
     return Sample(
@@ -344,6 +397,7 @@ def candidate_event(
         "tokens": cand.tokens,
         "cost_usd": cand.cost_usd,
         "calls": list(cand.calls),
+        "node": cand.node,  # the Ray node that ran it ("": in process)
         "time": time.time(),
     }
 
@@ -352,6 +406,9 @@ def replay(
     events: Iterable[dict[str, Any]],
     archive: ArchiveBase,
     on_event: Callable[[dict[str, Any], Counters, ArchiveBase], None] | None = None,
+    *,
+    counters: Counters | None = None,
+    finish: bool = True,
 ) -> tuple[Counters, list[str]]:
     """Rebuilds ``archive`` and the counters from an event log (a pure fold).
 
@@ -361,6 +418,9 @@ def replay(
             accepted seed and child is added to it.
         on_event: called after each seed or child event was folded in, with the
             event, the counters and the archive so far (progress curves).
+        counters: the fold so far, to continue (a checkpoint: :mod:`qdsearch.checkpoint`,
+            whose ``archive`` then holds that fold's elites); None: a fresh start.
+        finish: close a session left open as a crash (False: the log goes on).
 
     Returns:
         The counters (a session that ended without a ``session`` event is closed as
@@ -370,7 +430,7 @@ def replay(
     Raises:
         ValueError: an accepted event with non-finite quality or measures.
     """
-    counters = Counters()
+    counters = Counters() if counters is None else counters
     mismatches: list[str] = []
     for ev in events:
         counters.update(ev)
@@ -384,5 +444,6 @@ def replay(
                 mismatches.append(ev["id"])
         if on_event is not None:
             on_event(ev, counters, archive)
-    counters.finish()
+    if finish:
+        counters.finish()
     return counters, mismatches

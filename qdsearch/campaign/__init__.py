@@ -4,6 +4,9 @@ Modules:
     state       :class:`CampaignState`: ``ask`` (parent, operator, hint) and ``tell``
                 (novelty, archive add, counters -> events), no runtime needed
     loop        :class:`Campaign`: the seed phase and the steady-state loop
+    schedule    the generational schedule: generations drawn from a fixed archive state,
+                added in child-id order (reproducible runs); :func:`stable_events`
+    embed       embedding a batch of finished children
     budget      admission: the caps and the forecast of the children in flight
     novelty     the near-duplicate filter over the elites' embeddings
     direction   the hint of operators that need a direction

@@ -3,7 +3,9 @@
 The driver keeps ``runtime.in_flight`` jobs running (no batch barrier), embeds
 finished children in batches and hands them to the pure state
 (:class:`~qdsearch.campaign.state.CampaignState`), which adds them to the archive
-directly (pyribs' scheduler allows only one ask/tell batch in flight). The loop only
+directly (pyribs' scheduler allows only one ask/tell batch in flight). With
+``runtime.schedule = "generational"`` the children are drawn and added a generation at
+a time instead (:mod:`qdsearch.campaign.schedule`: reproducible runs). The loop only
 schedules: it never prints, saves or plots. Every outcome goes to a :class:`Sink`
 as an event, and step statistics go to a callback. The sink (normally
 :class:`qdsearch.store.RunStore`) owns the disk.
@@ -23,7 +25,10 @@ from ribs.archives import ArchiveBase
 
 from qdsearch.archive import elites_frame, make_centroids
 from qdsearch.campaign.budget import budget_left, forecast
+from qdsearch.campaign.embed import embed_children
+from qdsearch.campaign.holdout import holdout_pass
 from qdsearch.campaign.measures import frozen_blend
+from qdsearch.campaign.schedule import Rerun, run_generations, unfinished_generation
 from qdsearch.campaign.state import CampaignError, CampaignState
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder, EmbeddingError
@@ -50,13 +55,6 @@ class Sink(Protocol):
     def snapshot(self, elites: pd.DataFrame, state: dict[str, Any]) -> None: ...
 
     def append_stats(self, row: dict[str, Any]) -> None: ...
-
-
-def _input_refused(e: EmbeddingError) -> bool:
-    """Whether the endpoint refused the request for what it contained (a 4xx other
-    than a timeout or a rate limit), rather than being down or overloaded."""
-    out = e.record.outcome
-    return out.startswith("http_4") and out not in ("http_408", "http_429")
 
 
 def _outcome(task: asyncio.Future[Candidate], job: Job) -> Candidate:
@@ -157,6 +155,17 @@ class Campaign:
             self.state.restore(events, frozen)
         elif not self.seeds:
             raise CampaignError("no seeds given for a new campaign")
+        # The generational schedule: generations logged, and the last one if unfinished.
+        self._generations: tuple[int, Rerun | None] = (0, None)
+        if cfg.runtime.schedule == "generational" and frozen is not None:
+            fz = frozen
+
+            def fresh(prefix: Sequence[dict[str, Any]]) -> CampaignState:
+                st = CampaignState.from_config(cfg, self.state.domain, self.state.operators)
+                st.restore(prefix, fz)
+                return st
+
+            self._generations = unfinished_generation(cfg, events, fresh)
         self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, len(events)])
 
     # ----------------------------------------------------------------- the state's parts
@@ -201,12 +210,12 @@ class Campaign:
         return self.state.direction(cell, self.rng)
 
     # ----------------------------------------------------------------- helpers
-    def _wall(self) -> float:
+    def wall(self) -> float:
         return self.counters.wall_s + (time.monotonic() - self._session_start)
 
     def stats(self) -> StepStats:
         assert self.archive is not None
-        return step_stats(self.counters, self.archive, self._in_flight, self._wall())
+        return step_stats(self.counters, self.archive, self._in_flight, self.wall())
 
     def _forecast(self, n: int) -> tuple[float, float, float]:
         """Forecast (calls, tokens, cost) of ``n`` children still to finish
@@ -221,57 +230,13 @@ class Campaign:
             self.counters,
             in_flight=self._in_flight,
             buffered=self._buffered,
-            wall_s=self._wall(),
+            wall_s=self.wall(),
             stop_requested=self.stop_requested,
             halt_reason=self.halt_reason,
         )
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self.embedder.embed, texts)
-
-    async def _embed_children(
-        self, ok: Sequence[Candidate]
-    ) -> tuple[list[np.ndarray | None], dict[str, np.ndarray], dict[str, str]]:
-        """Embeds judged children (and their parents that have no cached vector).
-
-        Returns:
-            One vector per child (None where its embedding failed after the
-            embedder's retries), parent id -> vector, and child id -> why it failed.
-            A batch the endpoint refuses for its input (a 4xx other than 408/429) is
-            embedded again one child at a time, so only the children whose text is
-            refused fail; any other failure (connection, timeout, 5xx: the endpoint is
-            unwell) fails the whole batch.
-        """
-
-        # Parents displaced from the archive while their child was in flight have no
-        # cached vector: embed them with the batch.
-        def parent_text(c: Candidate) -> list[str]:
-            t = self.state.missing_parent_text(c)
-            return [t] if t is not None else []
-
-        texts = [c.sample.prompt_text() for c in ok] + [t for c in ok for t in parent_text(c)]
-        try:
-            vecs = await self._embed(texts) if texts else np.zeros((0, 0))
-        except EmbeddingError as e:
-            if len(ok) <= 1 or not _input_refused(e):
-                return [None] * len(ok), {}, {c.sample.id: str(e) for c in ok}
-        else:
-            missing = [c.sample.parent_id for c in ok if parent_text(c)]
-            return list(vecs[: len(ok)]), dict(zip(missing, vecs[len(ok) :], strict=True)), {}
-        out: list[np.ndarray | None] = []
-        extra: dict[str, np.ndarray] = {}
-        failures: dict[str, str] = {}
-        for c in ok:
-            try:
-                v = await self._embed([c.sample.prompt_text(), *parent_text(c)])
-            except EmbeddingError as e:
-                out.append(None)
-                failures[c.sample.id] = str(e)
-                continue
-            out.append(v[0])
-            if len(v) > 1:
-                extra[c.sample.parent_id] = v[1]
-        return out, extra, failures
 
     def _count_embed_failures(self, ok: Sequence[Candidate], failures: dict[str, str]) -> None:
         """Stops the campaign (resumable) once ``embedding.max_consecutive_failures``
@@ -287,19 +252,19 @@ class Campaign:
                 f"Last error: {last}"
             )
 
-    async def _record(self, kind: str, cands: Sequence[Candidate]) -> None:
+    async def record(self, kind: str, cands: Sequence[Candidate]) -> None:
         """Embeds finished candidates and tells them to the state, which describes,
         filters, adds and logs them, in order.
 
         A judged child whose embedding fails (after the embedder's retries) is
         rejected as ``embed_failed``; it is logged and counted, never placed."""
         ok = [c for c in cands if c.judgement is not None]
-        child_vecs, extra, failures = await self._embed_children(ok)
+        child_vecs, extra, failures = await embed_children(self._embed, self.state.missing_parent_text, ok)
         self._count_embed_failures(ok, failures)
         vectors = {c.sample.id: v for c, v in zip(ok, child_vecs, strict=True) if v is not None}
         self.state.tell(kind, cands, vectors, extra, failures, emit=self.sink.append)
 
-    def _lose(self, job: Job, exc: BaseException | None) -> None:
+    def lose(self, job: Job, exc: BaseException | None) -> None:
         """A job the runtime lost (its worker died on every try): the child is counted
         as lost, not as a reject; many in a row stop the campaign, resumable (its
         expected spend counts against the budgets, as for children lost to a crash)."""
@@ -314,7 +279,18 @@ class Campaign:
                 f"resume when the workers are healthy. Last: {str(exc)[:200]}"
             )
 
-    def _step(self) -> None:
+    def collect(self, task: asyncio.Future[Candidate], job: Job) -> Candidate | None:
+        """A finished job's candidate, or None for a job the runtime lost (counted:
+        :meth:`lose`)."""
+        exc = task.exception()
+        if isinstance(exc, JobLost):
+            self.lose(job, exc)
+            return None
+        if job.child_id > self._last_lost:  # submitted after the last loss
+            self._lost_run = 0
+        return _outcome(task, job)
+
+    def step(self) -> None:
         st = self.stats()
         self.sink.append_stats(st.row())
         if self.on_step is not None:
@@ -323,7 +299,7 @@ class Campaign:
     def snapshot(self) -> None:
         assert self.archive is not None
         state = self.counters.to_dict() | {
-            "wall_s": self._wall(),
+            "wall_s": self.wall(),
             "stop_reason": self.stop_reason,
             "in_flight": self._in_flight,
         }
@@ -362,15 +338,18 @@ class Campaign:
             space = fit_topic_space(self.cfg.archive, emb, self.cfg.run.seed, texts, topics)
         except ValueError as e:
             raise CampaignError(str(e)) from None
+        if getattr(space, "note", ""):  # e.g. the taxonomy zoomed into the seeds' domains
+            self.warnings.append(space.note)  # type: ignore[union-attr]
+            self.sink.append({"type": "warning", "reason": "topic_fit", "detail": space.note, "time": time.time()})  # type: ignore[union-attr]
         projection = dataclasses.replace(space, complexity_blend=self._freeze_blend(cands))
         centroids = make_centroids(self.cfg.archive, self.cfg.run.seed) if self.cfg.archive.kind == "cvt" else None
         self.sink.save_projection(projection, centroids)
         self.state.start(projection, centroids)
-        await self._record("seed", cands)
+        await self.record("seed", cands)
         report = seed_report(cands, self.state.elite_ids())
         self.sink.append(report)
         self.counters.update(report)
-        self._step()
+        self.step()
         error = survival_error(report, self.cfg.seeds.min_survival)
         if error:
             raise CampaignError(error)
@@ -392,7 +371,12 @@ class Campaign:
                     self.state.novelty.reset({s.id: v for s, v in zip(ids, vecs, strict=True)})
             except (EmbeddingError, JobLost) as e:  # before any child: nothing to go on with
                 raise CampaignError(f"cannot start: {e}") from None
-            await self._loop()
+            if self.cfg.runtime.schedule == "generational":
+                count, rerun = self._generations
+                self._generations = (await run_generations(self, rerun, count), None)
+            else:
+                await self._loop()
+            await self._holdout()
         finally:
             if self.archive is not None:
                 c = self.counters
@@ -403,6 +387,21 @@ class Campaign:
                 self._session_start = time.monotonic()
                 self.snapshot()
         return self.stats()
+
+    async def _holdout(self) -> None:
+        """Scores the elites on the domain's held-out test split, if it has one, and logs
+        the scores as one event (:mod:`qdsearch.campaign.holdout`). Not before any child was
+        made: a seed phase alone (``seed_phase_only``) searched nothing."""
+        assert self.archive is not None
+        if not self.counters.children:
+            return
+        frame = elites_frame(self.archive)
+        quality = dict(zip(frame["id"], frame["quality"], strict=True))
+        done = self.counters.holdout
+        ev = await holdout_pass(self.domain, self.runtime, self._elites, quality, done, self.cfg.run.seed)
+        if ev is not None:
+            self.sink.append(ev)
+            self.counters.update(ev)
 
     async def _loop(self) -> None:
         jobs: dict[asyncio.Future[Candidate], Job] = {}
@@ -431,21 +430,17 @@ class Campaign:
                     break
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                 for t in done:
-                    job = jobs.pop(t)
-                    if isinstance(t.exception(), JobLost):
-                        self._lose(job, t.exception())
-                    else:
-                        if job.child_id > self._last_lost:  # submitted after the last loss
-                            self._lost_run = 0
-                        done_buf.append(_outcome(t, job))
+                    cand = self.collect(t, jobs.pop(t))
+                    if cand is not None:
+                        done_buf.append(cand)
                 if done_buf and (len(done_buf) >= batch or not pending or self.budget_left()):
                     # Keep log order = child-id order within a batch, for readable logs.
                     done_buf.sort(key=lambda c: c.sample.id)
-                    await self._record("child", done_buf)
+                    await self.record("child", done_buf)
                     since_snapshot += len(done_buf)
                     done_buf.clear()
                     self._in_flight = len(pending)
-                    self._step()
+                    self.step()
                     if since_snapshot >= self.cfg.runtime.snapshot_every:
                         self.snapshot()
                         since_snapshot = 0
@@ -456,5 +451,5 @@ class Campaign:
             self.counters.charge_lost(len(pending))  # abandoned: their calls are not logged
             self._in_flight = 0
             if done_buf:
-                await self._record("child", done_buf)
+                await self.record("child", done_buf)
                 done_buf.clear()

@@ -25,10 +25,10 @@ from qdsearch.campaign.novelty import NoveltyFilter
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.space import TopicSpace
 from qdsearch.domains import Domain, domain_operators, make_domain
-from qdsearch.events import Counters, candidate_event, replay
+from qdsearch.events import Counters, candidate_event, replay, work_tokens
 from qdsearch.operators import PromptOperator, resolve
 from qdsearch.pipeline import Job
-from qdsearch.selection import Selector, make_selector, reward
+from qdsearch.selection import Selector, make_selector, pareto_parent, reward
 from qdsearch.types import Candidate, Sample
 
 __all__ = ["CampaignError", "CampaignState"]
@@ -126,7 +126,7 @@ class CampaignState:
             raise CampaignError(f"event log replay disagrees with logged add status for {mismatches[:5]}")
         for ev in events:
             if ev.get("type") == "child" and ev["operator"] in self.selector.names:
-                self.selector.update(ev["operator"], reward(ev.get("gain", 0.0), ev["tokens"]))
+                self.selector.update(ev["operator"], reward(ev.get("gain", 0.0), work_tokens(ev)))
         for _, row in elites_frame(self.archive).iterrows():
             self.measures[int(row["cell"])] = np.asarray(row["measures"], dtype=float)
             self.elites[int(row["cell"])] = Sample(
@@ -144,14 +144,19 @@ class CampaignState:
 
     # ----------------------------------------------------------------- ask
     def ask(self, rng: np.random.Generator) -> Job:
-        """The next child to make: a parent drawn uniformly from the elites, an
+        """The next child to make: a parent drawn uniformly from the elites (or from the
+        per-instance Pareto front, ``domain.parent_selection = "pareto"``), an
         operator from the selector, up to 4 elites of other cells and the hint.
 
         The child gets the next free id (``counters.next_child``, counted as
         submitted). Equal state and an equal generator give equal jobs.
         """
         cells = list(self.elites)
-        parent_cell = cells[int(rng.integers(len(cells)))]
+        if self.cfg.domain.parent_selection == "pareto":  # per-instance Pareto front (domain scores)
+            scores = getattr(self.domain, "instance_scores", lambda s: None)
+            parent_cell = cells[pareto_parent([scores(self.elites[c]) for c in cells], rng)]
+        else:
+            parent_cell = cells[int(rng.integers(len(cells)))]
         parent = self.elites[parent_cell]
         op, why = self.selector.choose(rng)
         others_cells = [c for c in cells if c != parent_cell]
@@ -169,6 +174,18 @@ class CampaignState:
         self.selection[child_id] = why
         self.parent_text[child_id] = parent.prompt_text()
         return Job(child_id, op, parent, others, seed=int(rng.integers(2**31)), hint=hint)
+
+    def settle(self) -> None:
+        """Puts the elites in cell order and clears the selector's count of choices in
+        flight, so that the state a generation is drawn from is the same whether it was
+        built live or replayed from the log (:mod:`qdsearch.campaign.schedule`): the
+        live elites are in the order their cells were filled, replayed ones in cell
+        order, and :meth:`ask` and the direction hints draw by position."""
+        self.elites = dict(sorted(self.elites.items()))
+        self.measures = dict(sorted(self.measures.items()))
+        pending = getattr(self.selector, "pending", None)  # DiscountedUCB's pulls in flight
+        if isinstance(pending, np.ndarray):
+            pending[:] = 0.0
 
     def direction(self, cell: int, rng: np.random.Generator) -> str:
         """The hint of an operator that needs a direction, for the elite in ``cell``."""
@@ -219,10 +236,12 @@ class CampaignState:
         parent_vectors = parent_vectors or {}
         failures = failures or {}
         placed = [c for c in cands if c.judgement is not None and c.sample.id in vectors]
+        # One candidate at a time: a matrix product's rounding depends on its shape, and a
+        # child's measures must not depend on which children share its batch (the
+        # generational schedule reproduces runs bit for bit).
+        blend = self.complexity_blend
         described = iter(
-            compute_measures(
-                self.domain, self.projection, self.complexity_blend, placed, [vectors[c.sample.id] for c in placed]
-            )
+            [compute_measures(self.domain, self.projection, blend, [c], [vectors[c.sample.id]])[0] for c in placed]
         )
         out: list[dict[str, Any]] = []
         for cand in cands:
@@ -240,7 +259,7 @@ class CampaignState:
                 ev = self._offer(kind, cand, vec, measures, parent_vectors, why)
                 ev["judged_complexity"] = judged_cx
             if kind == "child" and cand.sample.operator in self.selector.names:
-                self.selector.update(cand.sample.operator, reward(ev["gain"], ev["tokens"]))
+                self.selector.update(cand.sample.operator, reward(ev["gain"], work_tokens(ev)))
             if emit is not None:
                 emit(ev)
             self.counters.update(ev)

@@ -201,9 +201,18 @@ class OperatorsConfig:
     # value than UCB1's 1 pays.
     exploration: float = 0.3
     custom: tuple[CustomOperatorConfig, ...] = ()
+    # Calls per operator step: a reply that does not parse, is cut at the token limit or
+    # fails an elimination rule (e.g. returns its parent unchanged) is asked again,
+    # freshly rendered, up to this many times before the child is rejected.
+    max_attempts: int = 1
 
     def validate(self, key: str) -> None:
         _check(len(self.names) >= 1, f"{key}.names", "must name at least one operator")
+        _check(
+            isinstance(self.max_attempts, int) and 1 <= self.max_attempts <= 10,
+            f"{key}.max_attempts",
+            f"must be an integer in [1, 10], got {self.max_attempts!r}",
+        )
         _check(len(set(self.names)) == len(self.names), f"{key}.names", "has duplicates")
         for name, w in self.weights.items():
             _check(name in self.names, f"{key}.weights.{name}", f"is not in {key}.names")
@@ -235,16 +244,15 @@ class BudgetConfig:
     max_wall_s: float = 0.0
     # USD, priced from the endpoints' price_in_per_mtok / price_out_per_mtok.
     max_cost_usd: float = 0.0
+    # calls to the target ("metric calls": a task prompt run on one example), seeds included
+    max_metric_calls: int = 0
 
     def validate(self, key: str) -> None:
-        for name in ("max_children", "max_calls", "max_tokens", "max_wall_s", "max_cost_usd"):
+        names = ("max_children", "max_calls", "max_tokens", "max_wall_s", "max_cost_usd", "max_metric_calls")
+        for name in names:
             _check(getattr(self, name) >= 0, f"{key}.{name}", "must be >= 0")
         _check(math.isfinite(self.max_cost_usd), f"{key}.max_cost_usd", f"must be finite, got {self.max_cost_usd}")
-        _check(
-            any((self.max_children, self.max_calls, self.max_tokens, self.max_wall_s, self.max_cost_usd)),
-            key,
-            "set at least one of max_children, max_calls, max_tokens, max_wall_s, max_cost_usd",
-        )
+        _check(any(getattr(self, n) for n in names), key, "set at least one of " + ", ".join(names))
 
 
 @dataclass(frozen=True)
@@ -255,9 +263,22 @@ class RuntimeConfig:
     ray_address: str = ""  # empty: start a local Ray bound to 127.0.0.1
     embed_batch: int = 16
     snapshot_every: int = 50
+    # Ray resources each worker actor holds, e.g. {llm_node = 0.01} (qdsearch.runtime.placement)
+    actor_resources: dict[str, float] = field(default_factory=dict)
+    # "steady": each child is drawn from the archive as it is when a slot frees up (no
+    # barrier; the order depends on latency). "generational": a whole generation is
+    # drawn from the archive at its start and added in child-id order, so a seed gives
+    # the same run whatever the latency, runtime or workers (qdsearch.campaign.schedule).
+    schedule: str = "steady"
+    generation_size: int = 64  # children per generation (generational schedule)
 
     def validate(self, key: str) -> None:
         from qdsearch.runtime.kinds import RUNTIMES  # the one table of runtimes (imports nothing)
+
+        schedules = ("steady", "generational")
+        got = _show(self.schedule)
+        _check(self.schedule in schedules, f"{key}.schedule", f"expected one of {list(schedules)}, got {got}")
+        _check(self.generation_size >= 1, f"{key}.generation_size", f"must be >= 1, got {self.generation_size}")
 
         _check(self.kind in RUNTIMES, f"{key}.kind", f"expected one of {sorted(RUNTIMES)}, got {_show(self.kind)}")
         _check(self.workers >= 1, f"{key}.workers", f"must be >= 1, got {self.workers}")
@@ -269,6 +290,9 @@ class RuntimeConfig:
             f"{key}.ray_address",
             f"expected host:port, ray://host:port, auto or local, got {_show(self.ray_address)}",
         )
+        from qdsearch.runtime.placement import check_resources
+
+        check_resources(self.actor_resources, f"{key}.actor_resources")
 
 
 # A Ray cluster address: host:port (GCS) or ray://host:port (Ray client).

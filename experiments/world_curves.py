@@ -14,9 +14,13 @@ operator selection, engine defaults), ``uniform`` (MAP-Elites, uniform operator
 weights), ``evol_instruct`` (archive-free Evol-Instruct pool), ``new_question``
 (independent New Question sampling), ``novelty`` (novelty-only search), and optionally
 ``qdsearch_tuned`` (the same as ``qdsearch`` with ``--tuned-discount`` /
-``--tuned-exploration`` instead of the engine defaults).
+``--tuned-exploration`` instead of the engine defaults). ``--generations 16,64,256`` adds
+``generational_16`` ... (issue 18): ``qdsearch`` on the generational schedule
+(``runtime.schedule = "generational"``) with that generation size, at the same calls, and a
+section comparing each with steady-state ``qdsearch`` paired by world.
 
     .venv/bin/python experiments/world_curves.py --repeats 10 --budget 1200 --step 50
+    .venv/bin/python experiments/world_curves.py --methods qdsearch --generations 16,64,256 --name world-curves-generational
 
 Writes ``<out>/world-curves.csv`` (long format: one row per repeat, method and
 checkpoint), ``<out>/world-curves.md`` and ``<out>/world-curves.png``.
@@ -55,6 +59,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNED = "qdsearch_tuned"
 METHODS = (*baselines.METHODS, TUNED)
 DEFAULT_METHODS = baselines.METHODS
+# ``generational_<n>``: qdsearch on the generational schedule with generation size n.
+GENERATIONAL = "generational_"
+
+
+def generation_size(method: str) -> int:
+    """The generation size of a ``generational_<n>`` method (0 for any other method)."""
+    tail = method.removeprefix(GENERATIONAL)
+    return int(tail) if method.startswith(GENERATIONAL) and tail.isdigit() and int(tail) > 0 else 0
 
 
 GEOMETRIES = ("world", "real")
@@ -258,10 +270,14 @@ async def run_repeat(
             mcfg = with_url(cfg, srv.base_url)
             embedder = await asyncio.to_thread(_embedder, mcfg)
             base = method
+            if generation_size(method):
+                base = "qdsearch"
+                gen = {"schedule": "generational", "generation_size": generation_size(method)}
+                mcfg = qdsearch.load_config(mcfg, runtime=gen)
             if method == TUNED:
                 base = "qdsearch"
                 mcfg = qdsearch.load_config(mcfg, operators=tuned or {})
-            rng = np.random.default_rng([world.seed, METHODS.index(method)])
+            rng = np.random.default_rng([world.seed, METHODS.index(base)])
             t = time.monotonic()
             items = await baselines.run_method(base, mcfg, shared, embedder, mcfg.endpoint, budget, rng)
             wall = time.monotonic() - t
@@ -390,6 +406,11 @@ def markdown(
         + "",
         "- intervals: 95% t-intervals over repeats (n = number of repeats)",
     ]
+    gens = [m for m in args.methods if generation_size(m)]
+    if gens:
+        lines.append(f"- `{GENERATIONAL}<n>`: qdsearch on the generational schedule (`runtime.schedule = "
+                     f"\"generational\"`, `runtime.generation_size = n`), otherwise the same as `qdsearch` "
+                     "(steady state)")  # fmt: skip
     if TUNED in args.methods:
         lines.append(f"- `{TUNED}`: qdsearch with operators.discount = {args.tuned_discount}, operators.exploration "
                      f"= {args.tuned_exploration} (engine defaults: 0.97, 0.3)")  # fmt: skip
@@ -433,8 +454,10 @@ def markdown(
                 m, h, wins = paired(df, "qdsearch", other, c)
                 cells.append(f"{m:+.1f} ± {h:.1f} ({wins}/{args.repeats} wins)")
             lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    if gens and "qdsearch" in args.methods:
+        lines += generational_section(df, gens, shown, args.repeats)
     ops = sorted({op for c in pulls.values() for op in c})
-    me = [m for m in args.methods if m in ("qdsearch", "uniform", TUNED, "evol_instruct")]
+    me = [m for m in args.methods if m in ("qdsearch", "uniform", TUNED, "evol_instruct") or generation_size(m)]
     lines += ["", "## Operator mix (share of children within the budget, all repeats)", "",
               "| operator | " + " | ".join(me) + " |", "|---|" + "---:|" * len(me)]  # fmt: skip
     for op in ops:
@@ -442,6 +465,29 @@ def markdown(
             f"| {op} | " + " | ".join(f"{pulls[m][op] / max(1, sum(pulls[m].values())):.3f}" for m in me) + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def generational_section(df: pd.DataFrame, gens: Sequence[str], shown: Sequence[int], repeats: int) -> list[str]:
+    """The generational methods against steady-state ``qdsearch``, paired by world: the QD-score
+    ratio (mean over worlds of generational / steady, with its 95% CI), the paired difference, and
+    the mean wall time of a method's run."""
+    lines = ["", "## Generational schedule vs steady state (qdsearch), paired by world", "",
+             "| method | " + " | ".join(f"QD ratio @ {c}" for c in shown) + " | "
+             + " | ".join(f"QD diff @ {c}" for c in shown) + " | wall s per run |",
+             "|---|" + "---:|" * (2 * len(shown) + 1)]  # fmt: skip
+    walls = df.groupby("method")["wall_s"].mean()
+    for m in gens:
+        ratios, diffs = [], []
+        for c in shown:
+            p = df[df["calls"] == c].pivot_table(index="repeat", columns="method", values="qd_score")
+            r, h = t_interval((p[m] / p["qdsearch"]).to_numpy())
+            ratios.append(f"{r:.3f} ± {h:.3f}")
+            d, hd, wins = paired(df, m, "qdsearch", c)
+            diffs.append(f"{d:+.1f} ± {hd:.1f} ({wins}/{repeats} ahead)")
+        lines.append(f"| {m} | " + " | ".join(ratios + diffs) + f" | {walls[m]:.1f} |")
+    lines.append(f"| qdsearch (steady) | {' | '.join(['1'] * len(shown))} | {' | '.join(['0'] * len(shown))} | "
+                 f"{walls['qdsearch']:.1f} |")  # fmt: skip
+    return lines
 
 
 def _cores() -> int:
@@ -506,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {list(METHODS)}")
     p.add_argument("--seeds", default=str(ROOT / "experiments/seeds/example_seeds.jsonl"))
     p.add_argument("--in-flight", type=int, default=8)
+    p.add_argument("--generations", default="", help="comma list of generation sizes: adds generational_<n> "
+                   "(qdsearch on the generational schedule) for each")  # fmt: skip
     p.add_argument("--tuned-discount", type=float, default=0.999)
     p.add_argument("--tuned-exploration", type=float, default=0.1)
     p.add_argument("--stall", default="", help="comma list of operators that stall (only rephrase) from the "
@@ -520,7 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.stall = [m.strip() for m in args.stall.split(",") if m.strip()]
-    unknown = sorted(set(args.methods) - set(METHODS))
+    args.methods += [f"{GENERATIONAL}{n.strip()}" for n in args.generations.split(",") if n.strip()]
+    unknown = sorted(m for m in set(args.methods) - set(METHODS) if not generation_size(m))
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
     if args.repeats < 1 or args.budget < 1 or args.step < 1:

@@ -270,7 +270,7 @@ class RuntimeConfig:
     # drawn from the archive at its start and added in child-id order, so a seed gives
     # the same run whatever the latency, runtime or workers (qdsearch.campaign.schedule).
     schedule: str = "steady"
-    generation_size: int = 64  # children per generation (generational schedule)
+    generation_size: int = 32  # children per generation (generational schedule; about twice in_flight)
 
     def validate(self, key: str) -> None:
         from qdsearch.runtime.kinds import RUNTIMES  # the one table of runtimes (imports nothing)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from qdsearch.cli import campaign, describe, measure, refit, runs, world  # noqa: E402
+from qdsearch.cli import cache, campaign, describe, measure, refit, runs, watch, world  # noqa: E402
 from qdsearch.cli.errors import _describe, _missing_field  # noqa: E402
 
 
@@ -71,10 +71,12 @@ COMMANDS: tuple[Callable[[Any], Any], ...] = (
     runs.register_operators,
     campaign.register_serve,
     runs.register_report,
+    watch.register,
     measure.register,
     describe.register,
     refit.register,
     world.register,
+    cache.register,
 )
 
 

@@ -56,6 +56,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
     m.add_argument("--clusters", type=int, default=10, help="k of the topic clustering (default 10)")
     m.add_argument("--ngram", type=int, default=4, help="largest n-gram order of the self-similarity (default 4)")
     m.add_argument("--seed", type=int, default=0, help="seeds subsampling, clustering and judge nonces")
+    m.add_argument("--no-cache", action="store_true", help="ask the model even for requests already answered")
+    from qdsearch.cli.progress import add_verbosity_options
+
+    add_verbosity_options(m)
     m.set_defaults(func=cmd_measure)
     return m
 
@@ -93,11 +97,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
         ConfigError: an invalid ``--config``.
     """
     import contextlib
-    import sys
+    import logging
 
-    from qdsearch.config import EmbeddingConfig, EndpointConfig, LocalModelConfig, load_config
+    from qdsearch.cli.progress import setup_logging, verbosity
+    from qdsearch.config import CacheConfig, EmbeddingConfig, EndpointConfig, LocalModelConfig, load_config
     from qdsearch.measure import MeasureError, format_table, llm_judge, load_records, measure_dataset
 
+    setup_logging(verbosity(args))
+    log = logging.getLogger("qdsearch.measure")
     if args.clusters < 1:
         raise MeasureError(f"--clusters must be >= 1, got {args.clusters}")
     if args.ngram < 1:
@@ -120,10 +127,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         load_records(p, split=split, fields=fields) for p in paths
     ]  # all files are checked before any model starts
 
-    endpoint_cfg, local_cfg, emb_cfg = EndpointConfig(), LocalModelConfig(), EmbeddingConfig()
+    endpoint_cfg, local_cfg, emb_cfg, cache_cfg = EndpointConfig(), LocalModelConfig(), EmbeddingConfig(), CacheConfig()
     if args.config:
         cfg = load_config(args.config)
-        endpoint_cfg, local_cfg, emb_cfg = cfg.endpoint, cfg.local, cfg.embedding
+        endpoint_cfg, local_cfg, emb_cfg, cache_cfg = cfg.endpoint, cfg.local, cfg.embedding, cfg.cache
     embedder = getattr(args, "embedder", None)
     if embedder is None:
         from qdsearch.descriptors.embedding import make_embedder
@@ -139,16 +146,19 @@ def cmd_measure(args: argparse.Namespace) -> int:
             raise MeasureError("--no-judge cannot be combined with --judge or --tag")
         for name, path, recs in zip(_names(paths), paths, datasets, strict=True):
             for note in _model_notes(name, recs, args):
-                print(note, file=sys.stderr)
+                log.info(note)
             if needs and judge is None:
                 from qdsearch.llm import open_endpoint
 
                 ready = stack.enter_context(open_endpoint(endpoint_cfg, local_cfg))
-                judge = llm_judge(ready, tags=True, verdicts=args.judge, seed=args.seed)
-                print(f"measure: asking {ready.model or 'the endpoint'} at {ready.base_url}", file=sys.stderr)
+                from qdsearch.llm.cache import open_cache
+
+                cache = None if getattr(args, "no_cache", False) else open_cache(cache_cfg)
+                judge = llm_judge(ready, tags=True, verdicts=args.judge, seed=args.seed, cache=cache)
+                log.info(f"measure: asking {ready.model or 'the endpoint'} at {ready.base_url}")
             if needs:
                 what = "judging and tagging" if args.judge else "tagging"
-                print(f"measure: {what} {len(recs)} records of {path}", file=sys.stderr)
+                log.info(f"measure: {what} {len(recs)} records of {path}")
             results[name] = measure_dataset(
                 recs,
                 embedder,

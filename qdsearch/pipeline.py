@@ -26,12 +26,13 @@ import numpy as np
 
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.domains import Domain, EvalContext, domain_operators, make_domain
-from qdsearch.domains.base import SEED_OPERATOR
+from qdsearch.domains.base import HOLDOUT_OPERATOR, SEED_OPERATOR
 from qdsearch.domains.instruct import respond_and_judge
 from qdsearch.judge import JudgeReject
 from qdsearch.judge.injection import penalize
 from qdsearch.judge.screening import require
 from qdsearch.llm.ask import Task, ask
+from qdsearch.llm.cache import call_site, open_cache
 from qdsearch.llm.client import LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
 from qdsearch.types import Candidate, Sample
@@ -83,10 +84,11 @@ class Worker:
     domain: Domain = field(init=False)
 
     def __post_init__(self, built_domain: Domain | None) -> None:
-        self.client = LLMClient(self.endpoint)
+        cache = open_cache(self.cfg.cache)  # opened in this process (a Ray actor's own connection)
+        self.client = LLMClient(self.endpoint, cache=cache)
         # An empty base_url means "the same endpoint": one client, one connection pool.
-        self.target = LLMClient(self.cfg.target) if self.cfg.target.base_url else self.client
-        self.grader = LLMClient(self.cfg.grader) if self.cfg.grader.base_url else self.client
+        self.target = LLMClient(self.cfg.target, cache=cache) if self.cfg.target.base_url else self.client
+        self.grader = LLMClient(self.cfg.grader, cache=cache) if self.cfg.grader.base_url else self.client
         self.domain = built_domain if built_domain is not None else make_domain(self.cfg)
         require(self.cfg)  # judge.injection_check's model package, before any child
         if self.operators is None:
@@ -128,13 +130,23 @@ def child_task(op: PromptOperator, job: Job, rng: np.random.Generator) -> Task[t
 
 
 async def run_job(job: Job, worker: Worker) -> Candidate:
-    """Makes one child (or judges one seed). Never raises for model misbehaviour."""
+    """Makes one child (or judges one seed). Never raises for model misbehaviour.
+
+    Its calls belong to the call site (run seed, child id) of the request cache, so a
+    job run again under the same id and seed (a re-run, a resumed generation) is
+    answered from the cache (:mod:`qdsearch.llm.cache`)."""
+    with call_site(worker.cfg.run.seed, job.child_id):
+        return await _run_job(job, worker)
+
+
+async def _run_job(job: Job, worker: Worker) -> Candidate:
     rng = np.random.default_rng(job.seed)
     calls: list[dict[str, Any]] = []
     notes: list[str] = []
     parent = job.parent
     sample = parent
-    if job.operator != SEED_OPERATOR:
+    made = job.operator not in (SEED_OPERATOR, HOLDOUT_OPERATOR)  # a child, made by an operator
+    if made:
         sample = Sample(
             id=job.child_id,
             instruction="",
@@ -143,15 +155,20 @@ async def run_job(job: Job, worker: Worker) -> Candidate:
             generation=parent.generation + 1,
         )
     try:
-        if job.operator != SEED_OPERATOR:
+        if made:
             assert worker.operators is not None
             op = worker.operators[job.operator]
-            instr, inp, resp, reason = await ask(worker.client, child_task(op, job, rng), calls=calls)
+            tries = worker.cfg.operators.max_attempts
+            instr, inp, resp, reason = await ask(worker.client, child_task(op, job, rng), attempts=tries, calls=calls)
             sample = dataclasses.replace(sample, instruction=instr, input=inp, response=resp)
             if reason:
                 return Candidate(sample, reject=reason, calls=tuple(calls))
-        ctx = EvalContext(worker.cfg, worker.client, worker.target, worker.grader, rng, calls, notes)
-        sample, judgement = await worker.domain.evaluate(sample, ctx)
+        w = worker
+        ctx = EvalContext(w.cfg, w.client, w.target, w.grader, rng, calls, notes, parent=parent if made else None)
+        if job.operator == HOLDOUT_OPERATOR:  # the elite on the held-out test split
+            sample, judgement = await worker.domain.evaluate_holdout(sample, ctx)  # type: ignore[attr-defined]
+        else:
+            sample, judgement = await worker.domain.evaluate(sample, ctx)
         return Candidate(sample, judgement=judgement, detail="; ".join(notes)[:300], calls=tuple(calls))
     except (OperatorReject, JudgeReject) as e:
         # An evaluation that produced text before failing (a response) attaches the sample.

@@ -114,12 +114,25 @@ def cmd_operators(args: argparse.Namespace) -> int:
     else:
         with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
             print(table.to_string(index=False) if len(table) else "no children yet")
+            from qdsearch.runtime.placement import node_rows
+
+            nodes = node_rows(store.events())
+            if any(r["node"] for r in nodes):  # children made on Ray nodes: what each node did
+                print("\nper node:\n" + pd.DataFrame(nodes).to_string(index=False))
+            from qdsearch.campaign.calibration import depth_rows
+
+            depth = depth_rows(store.events())
+            if depth:  # does judged complexity follow evolution depth?
+                print("\ncomplexity against the parent (judged and LLM-free):\n" + pd.DataFrame(depth).to_string(index=False))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from qdsearch.cli.progress import setup_logging, verbosity
     from qdsearch.report import build_report
     from qdsearch.store import RunStore
+
+    setup_logging(verbosity(args))
 
     _check_saved_files(Path(args.run_dir), ("projection.npz", "centroids.npy", "state.json"))
     factory = None
@@ -166,4 +179,7 @@ def register_report(sub: Any) -> None:
     t.add_argument("run_dir")
     t.add_argument("--out", help="output folder (default: RUN/report)")
     t.add_argument("--no-qdc", action="store_true", help="skip the quality/diversity/complexity table")
+    from qdsearch.cli.progress import add_verbosity_options
+
+    add_verbosity_options(t)
     t.set_defaults(func=cmd_report)

@@ -9,10 +9,17 @@ and backoff (cap too high). :class:`Limits` keeps a client just under the limits
   pace the starts of requests so that at most ``rpm`` requests and (up to one call's
   excess, see :class:`TokenBucket`) ``tpm`` tokens start in any 60 s window;
 - an AIMD window (:class:`AdaptiveConcurrency`) sets how many requests may be in
-  flight: it starts at 4 (within the floor and the ceiling), grows by one per answered
-  request while it is the bottleneck (slow start) and then by one per window of answers, and halves on a 429,
-  a 503 or a timeout (at most once per round trip), never above the configured
-  ``concurrency`` (the ceiling) nor below ``min_concurrency`` (the floor);
+  flight: it starts at 4 (within the floor and the ceiling), grows by one per
+  answered request while it is the bottleneck (slow start), then by one per window
+  of answers, and halves on a 503, or on a timeout while answers are slowing down
+  (smoothed latency over twice the quickest: queueing, not one hung request), at most
+  once per round trip, never above the configured ``concurrency`` (the ceiling) nor
+  below ``min_concurrency`` (the floor);
+- a 429 is a rate limit rather than overload: it sets a probed request rate, 95% of
+  the requests per second the endpoint let through in the last 3 s, which then grows
+  (0.25% a second, faster the longer no 429 comes) until the next 429 (the window is
+  halved instead while fewer than 4 requests were answered); at most once per round
+  trip, and never below what ``min_concurrency`` requests in flight get through;
 - the endpoint's headers: ``Retry-After`` / ``retry-after-ms`` on a 429 or 503 hold
   every new request of the client (not just the one refused) until then;
   ``x-ratelimit-remaining-requests|tokens`` with ``x-ratelimit-reset-requests|tokens``
@@ -30,20 +37,23 @@ headers are not followed (each retry still waits for its own ``Retry-After``): t
 client of before this module, plus the configured buckets.
 
 Nothing here does I/O; time comes from an injectable clock and sleep, so the
-behaviour is tested without waiting.
+behaviour is tested without waiting. Header parsing is in
+:mod:`~qdsearch.llm.limits.headers`, the bucket and the window in
+:mod:`~qdsearch.llm.limits.pacing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from qdsearch.llm.limits.headers import RateHeaders, format_duration, parse_duration, rate_headers, retry_after_s
+from qdsearch.llm.limits.pacing import AdaptiveConcurrency, TokenBucket, estimate_tokens
 
 __all__ = [
     "AdaptiveConcurrency",
@@ -59,266 +69,18 @@ __all__ = [
     "share_among",
 ]
 
-CONGESTION = frozenset({"http_429", "http_503", "timeout"})  # outcomes that halve the window
-BETA = 0.5  # the window's multiplicative decrease
-INITIAL_WINDOW = 4  # the adaptive window's start (within floor and ceiling), as TCP's RFC 3390
-BYTES_PER_TOKEN = 4.0
-PER_MESSAGE = 4  # role markers and separators of one chat message
+CONGESTION = frozenset({"http_429", "http_503", "timeout"})  # outcomes that slow the client down
 MAX_HOLD_S = 60.0  # no header holds the client longer than this (a bogus reset)
-
-# ------------------------------------------------------------------ headers
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-
-
-def parse_duration(text: object) -> float | None:
-    """Seconds in an ``x-ratelimit-reset-*`` value, or None if it is not one.
-
-    OpenAI writes Go durations (``"6m0s"``, ``"1s"``, ``"20ms"``, ``"1h2m3.5s"``);
-    other servers send plain seconds (``"0.5"``). Negative, empty, non-finite or
-    malformed values give None, never an exception.
-    """
-    if not isinstance(text, str | bytes):
-        return None
-    s = (text.decode("latin-1") if isinstance(text, bytes) else text).strip()
-    if len(s) > 64:
-        return None
-    if _NUMBER.fullmatch(s):
-        v = float(s)
-    else:
-        pos, v = 0, 0.0
-        for m in _PART.finditer(s):
-            if m.start() != pos:
-                return None
-            v += float(m.group(1)) * _UNITS[m.group(2)]
-            pos = m.end()
-        if pos == 0 or pos != len(s):
-            return None
-    return v if math.isfinite(v) else None
-
-
-def format_duration(seconds: float) -> str:
-    """``seconds`` as OpenAI writes a reset time: ``"20ms"`` below a second, else
-    ``"1h2m3.5s"`` style (used by the fake endpoint of the tests)."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    out = f"{int(h)}h" if h else ""
-    out += f"{int(m)}m" if h or m else ""
-    return out + f"{round(s, 3):g}s"
-
-
-def _number(headers: Mapping[str, Any], name: str) -> float | None:
-    v = headers.get(name)
-    if v is None:
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) and x >= 0 else None
-
-
-def retry_after_s(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` headers, if present.
-
-    ``Retry-After`` may be a number of seconds or an HTTP date. Unparsable values
-    give None.
-    """
-    if headers is None:
-        return None
-    ms = _number(headers, "retry-after-ms")
-    if ms is not None:
-        return ms / 1000.0
-    ra = headers.get("retry-after")
-    if ra is None:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-@dataclass(frozen=True)
-class RateHeaders:
-    """The ``x-ratelimit-*`` headers of one answer (None: absent or malformed)."""
-
-    limit_requests: float | None = None
-    remaining_requests: float | None = None
-    reset_requests: float | None = None
-    limit_tokens: float | None = None
-    remaining_tokens: float | None = None
-    reset_tokens: float | None = None
-
-
-def rate_headers(headers: Mapping[str, Any]) -> RateHeaders:
-    """Reads OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``.
-
-    ``headers`` is case-insensitive (an HTTP client's) or has lower-case names.
-    """
-    return RateHeaders(
-        _number(headers, "x-ratelimit-limit-requests"),
-        _number(headers, "x-ratelimit-remaining-requests"),
-        parse_duration(headers.get("x-ratelimit-reset-requests")),
-        _number(headers, "x-ratelimit-limit-tokens"),
-        _number(headers, "x-ratelimit-remaining-tokens"),
-        parse_duration(headers.get("x-ratelimit-reset-tokens")),
-    )
-
-
-def estimate_tokens(messages: Iterable[Mapping[str, Any]], max_tokens: int) -> float:
-    """Tokens a chat call counts against TPM before its reply is known (module docstring)."""
-    n = 0.0
-    for m in messages:
-        n += PER_MESSAGE + len(str(m.get("content") or "").encode("utf-8", "surrogatepass")) / BYTES_PER_TOKEN
-    return n + max(0, max_tokens)
-
-
-# ------------------------------------------------------------------ token bucket
-
-
-class TokenBucket:
-    """A token bucket kept as its theoretical arrival time (GCRA), with reservations.
-
-    It holds at most ``burst`` units and refills at ``rate`` units per second. A
-    request of ``cost`` units may start once the bucket holds ``min(cost, burst)``;
-    it then takes ``cost`` (a call larger than the burst leaves the bucket in debt).
-    Reservations are made at once and in order, so waiters are served first come,
-    first served, without a wake-up storm. In any window of ``w`` seconds the costs
-    of the requests started add up to at most ``burst + rate * w``, plus, for calls
-    larger than the burst, the excess of the last one.
-
-    Args:
-        rate: units per second (> 0).
-        burst: the bucket's size (> 0); it starts full.
-    """
-
-    def __init__(self, rate: float, burst: float) -> None:
-        if not (rate > 0 and burst > 0):
-            raise ValueError(f"rate and burst must be > 0, got {rate}, {burst}")
-        self.rate, self.burst = rate, burst
-        self._tat = -math.inf  # the time at which the bucket is full again
-
-    @classmethod
-    def per_minute(cls, limit: float, burst: float) -> TokenBucket:
-        """A bucket that starts at most ``limit`` units in any 60 s window (calls no
-        larger than ``burst``): it refills at ``(limit - burst) / 60`` per second."""
-        burst = min(burst, limit / 2)
-        return cls((limit - burst) / 60.0, burst)
-
-    def level(self, now: float) -> float:
-        """Units in the bucket at ``now`` (negative: in debt)."""
-        return self.burst - max(0.0, self._tat - now) * self.rate
-
-    def earliest(self, cost: float, now: float) -> float:
-        """The first time at or after ``now`` at which a request of ``cost`` may start."""
-        need = min(cost, self.burst)
-        return max(now, self._tat - (self.burst - need) / self.rate)
-
-    def commit(self, cost: float, at: float) -> None:
-        """Takes ``cost`` for a request starting at ``at`` (from :meth:`earliest`)."""
-        self._tat = max(self._tat, at) + cost / self.rate
-
-    def adjust(self, delta: float, now: float) -> None:
-        """Charges ``delta`` more units (negative: gives them back, up to a full bucket)."""
-        self._tat = max(self._tat, now) + delta / self.rate if delta > 0 else max(now, self._tat + delta / self.rate)
-
-    def retune(self, rate: float, burst: float, now: float) -> None:
-        """New rate and burst, keeping the debt (in units) the bucket has now."""
-        debt = max(0.0, self._tat - now) * self.rate
-        self.rate, self.burst = rate, burst
-        self._tat = now + debt / rate if debt > 0 else -math.inf
-
-
-# ------------------------------------------------------------------ adaptive concurrency
-
-
-class AdaptiveConcurrency:
-    """A window of requests in flight, adapted by AIMD (see the module docstring).
-
-    Args:
-        ceiling: the configured ``concurrency``: the most in flight.
-        floor: the least the window shrinks to.
-        adaptive: False keeps the window at ``ceiling`` (a plain semaphore).
-
-    Attributes:
-        limit: the window now (a float; ``int(limit)`` requests may be in flight).
-        held: slots held now.
-        cuts: how many times the window was cut.
-    """
-
-    def __init__(self, ceiling: int, floor: int = 1, adaptive: bool = True) -> None:
-        self.ceiling = max(1, ceiling)
-        self.floor = max(1, min(floor, self.ceiling))
-        self.adaptive = adaptive
-        self.limit = float(min(self.ceiling, max(self.floor, INITIAL_WINDOW)) if adaptive else self.ceiling)
-        self._ssthresh = float(self.ceiling)  # slow start below this
-        self.held = 0
-        self.cuts = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._seq = 0  # requests started
-        self._cut_seq = 0  # _seq at the last cut: answers to earlier requests are stale
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    async def acquire(self) -> int:
-        """Waits for a slot; returns the request's sequence number."""
-        if self.held < int(self.limit) and not self._waiters:
-            self.held += 1
-        else:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                await fut  # the releaser hands its slot over
-            except BaseException:
-                if fut.done() and not fut.cancelled():
-                    self.release()  # woken, then cancelled: pass the slot on
-                elif fut in self._waiters:
-                    self._waiters.remove(fut)
-                raise
-        self._seq += 1
-        return self._seq
-
-    def release(self) -> None:
-        self.held -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.held < int(self.limit):
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self.held += 1
-                fut.set_result(None)
-
-    def on_success(self, saturated: bool) -> None:
-        """An answer came: grow the window if it was the bottleneck."""
-        if not (self.adaptive and saturated) or self.limit >= self.ceiling:
-            return
-        self.limit += 1.0 if self.limit < self._ssthresh else 1.0 / self.limit
-        self.limit = min(self.limit, float(self.ceiling))
-        self._wake()
-
-    def on_congestion(self, seq: int) -> None:
-        """A 429, 503 or timeout for request ``seq``: halve the window, unless the
-        request started before the last cut (its news is already acted on)."""
-        if not self.adaptive or seq <= self._cut_seq:
-            return
-        self._cut_seq = self._seq
-        self.limit = max(float(self.floor), self.limit * BETA)
-        self._ssthresh = self.limit
-        self.cuts += 1
+# A 429 sets the request rate to PROBE_BACKOFF of the rate of requests the endpoint
+# let through (started and not refused) in the last PROBE_WINDOW_S seconds. That rate
+# then grows by PROBE_GROWTH per second, faster the longer no 429 comes (t seconds
+# after: by PROBE_GROWTH * (1 + t / PROBE_ACCEL_S)), so a low first guess recovers
+# in a minute while the client stays close to a limit it has found.
+PROBE_WINDOW_S = 3.0
+PROBE_BACKOFF = 0.95
+PROBE_GROWTH = 0.0025
+PROBE_ACCEL_S = 10.0
+SLOW_DOWN = 2.0  # a timeout cuts the window when the smoothed latency is this times the quickest
 
 
 # ------------------------------------------------------------------ the client's limits
@@ -382,6 +144,15 @@ class Limits:
         self.pacing = 0
         self.n_429 = 0
         self._typical_tokens = 0.0
+        self.probed_rpm: float | None = None
+        self._probed_at = math.inf
+        self._n_ok = 0
+        self._probe_seq = 0
+        self._srtt = 0.0  # smoothed latency of answered requests
+        self._min_rtt = math.inf  # the quickest answer
+        self._retuned_at = -math.inf
+        self._starts: collections.deque[float] = collections.deque(maxlen=8192)  # when requests started
+        self._refused: collections.deque[float] = collections.deque(maxlen=8192)  # ... those answered 429
         self._requests: TokenBucket | None = None
         self._tokens: TokenBucket | None = None
         self._retune()
@@ -411,13 +182,34 @@ class Limits:
 
     def effective(self) -> tuple[float, float]:
         """(rpm, tpm) this client paces to: the configured limits, lowered to what the
-        endpoint advertises, times :attr:`share`."""
+        endpoint advertises, times :attr:`share`, and to the probed rate."""
         rpm = min(self.rpm, self.learned_rpm or math.inf) * self._share
         tpm = min(self.tpm, self.learned_tpm or math.inf) * self._share
+        if self.probed_rpm is not None:
+            t = max(0.0, self._clock() - self._probed_at)
+            grown = self.probed_rpm * (1 + PROBE_GROWTH * (t + t * t / (2 * PROBE_ACCEL_S)))
+            rpm = min(rpm, grown)
         return rpm, tpm
 
+    def _probe(self, ticket: Ticket, now: float) -> bool:
+        """On a 429: paces requests to a little under the rate that got answers of
+        late (the endpoint's limit, as seen from here), once per round trip; False
+        when there were too few answers to tell (the window is cut instead)."""
+        if self._n_ok < 4:
+            return False
+        if ticket.seq > self._probe_seq:
+            span = min(PROBE_WINDOW_S, now - self._starts[0])
+            through = sum(t > now - span for t in self._starts) - sum(t > now - span for t in self._refused)
+            # never below what the floor of the window would get through (429s that
+            # are not about the rate must not starve the client)
+            floor = 60.0 * self.window.floor / max(self._srtt, 1e-3)
+            self.probed_rpm = max(floor, PROBE_BACKOFF * 60.0 * through / max(span, 1e-3))
+            self._probed_at, self._probe_seq = now, self.window._seq
+            self._retune()
+        return True
+
     def _retune(self) -> None:
-        now = self._clock()
+        now = self._retuned_at = self._clock()
         rpm, tpm = self.effective()
         self._requests = _tuned(self._requests, rpm, 1.0, now)
         self._tokens = _tuned(self._tokens, tpm, tpm / 100, now)  # about 0.6 s of tokens
@@ -430,6 +222,8 @@ class Limits:
         seq = await self.window.acquire()
         try:
             now = self._clock()
+            if self.probed_rpm is not None and now - self._retuned_at >= 1.0:
+                self._retune()  # the probed rate grows
             at = max(now, self.held_until)
             rb, tb = self._requests, self._tokens
             if rb is not None:
@@ -449,6 +243,7 @@ class Limits:
             self.window.release()
             raise
         self.on_wire += 1
+        self._starts.append(now)
         self._typical_tokens = tokens if not self._typical_tokens else 0.9 * self._typical_tokens + 0.1 * tokens
         return Ticket(seq, tokens, now)
 
@@ -466,11 +261,25 @@ class Limits:
                 used_tokens = 0.0
             if used_tokens is not None:
                 self._tokens.adjust(used_tokens - ticket.tokens, self._clock())
+        now = self._clock()
         if outcome == "ok":
             self.window.on_success(saturated)
+            rtt = now - ticket.started
+            self._srtt = 0.9 * self._srtt + 0.1 * rtt if self._srtt else rtt
+            self._min_rtt = min(self._min_rtt, rtt)
+            self._n_ok += 1
         elif outcome in CONGESTION:
-            self.n_429 += outcome == "http_429"
-            self.window.on_congestion(ticket.seq)
+            if outcome == "http_429":
+                self.n_429 += 1
+                self._refused.append(ticket.started)
+            # A rate limit (429) is met by pacing, overload (503) by the window; so is a
+            # timeout while answers are slowing down (queueing), but not one hung
+            # request among answers as quick as ever.
+            if outcome == "timeout":
+                if self._srtt > SLOW_DOWN * self._min_rtt:
+                    self.window.on_congestion(ticket.seq)
+            elif not (outcome == "http_429" and self.adaptive and self._probe(ticket, now)):
+                self.window.on_congestion(ticket.seq)
         self.window.release()
 
     def observe(self, status: int, headers: Mapping[str, Any]) -> None:

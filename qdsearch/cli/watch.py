@@ -35,6 +35,8 @@ log = logging.getLogger("qdsearch.watch")
 
 # Seconds between rebuilds of the whole report data while the folder keeps changing.
 REBUILD_S = 3.0
+# Seconds between redraws of the figures while the folder keeps changing.
+FIGURES_S = 20.0
 # Seconds without a write after which a run whose lock cannot be read counts as stopped.
 QUIET_S = 30.0
 
@@ -80,6 +82,8 @@ class LiveRun:
         self._built_for = ""
         self._built_at = 0.0
         self._error = ""
+        self._figures: list[dict[str, str]] = []
+        self._figures_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rebuild()
@@ -95,7 +99,13 @@ class LiveRun:
         if version == self._built_for and self._page:
             return
         try:
-            data, _, _ = build_data(self.store, live=True)
+            # the figures (matplotlib) cost most of a rebuild: while the folder keeps
+            # changing they are redrawn at most every FIGURES_S, the numbers every time
+            figures = not self._figures or time.monotonic() - self._figures_at >= FIGURES_S
+            data, _, _ = build_data(self.store, live=True, with_figures=figures)
+            if figures:
+                self._figures, self._figures_at = data["figures"], time.monotonic()
+            data["figures"] = self._figures
             self._error = ""
         except StoreError as e:  # no archive yet (seed phase), or a damaged folder
             data = report_data(self.store.cfg, None, Trace(), {}, live=True)

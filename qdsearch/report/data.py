@@ -352,6 +352,14 @@ def _regions(elites: list[dict[str, Any]], axes: Sequence[Axis]) -> list[dict[st
     return out
 
 
+def _cells_of(cfg: CampaignConfig) -> int:
+    """The archive's cells from the config alone (before the seed phase made one)."""
+    try:
+        return int(getattr(archive_for(cfg, None), "cells", 0))
+    except Exception:  # a CVT archive needs its saved centroids; the page says 0
+        return 0
+
+
 def _curve(tr: Trace) -> list[dict[str, Any]]:
     rows = tr.rows
     if len(rows) <= _CURVE_POINTS:
@@ -397,7 +405,7 @@ def report_data(
             "domain": cfg.domain.kind,
             "model": cfg.endpoint.model or "embedded",
             "archive_kind": a.kind,
-            "cells": tr.cells,
+            "cells": tr.cells or _cells_of(cfg),
             "space": space,
             "stop_reason": state.get("stop_reason", "") or "",
             "generated": time.strftime("%Y-%m-%d %H:%M:%S"),

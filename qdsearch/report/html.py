@@ -117,8 +117,9 @@ def render_page(data: dict[str, Any], qdc_html: str = "") -> str:
         f"<title>qdsearch report: {_e(meta['run'])}</title><style>{asset('report.css')}</style></head><body>",
         f"<header><h1>qdsearch report: {_e(meta['run'])}</h1>",
         f"<p class='muted'>domain {_e(meta['domain'])} · model {_e(meta['model'])} · archive with "
-        f"{_e(meta['cells'])} cells ({_e(meta['space'])}) · stop: <span id='meta-stop'>"
-        f"{_e(meta['stop_reason'] or 'n/a')}</span> · generated {_e(meta['generated'])}</p></header>",
+        f"<span id='meta-cells'>{_e(meta['cells'])}</span> cells ({_e(meta['space'])}) · stop: <span id='meta-stop'>"
+        f"{_e(meta['stop_reason'] or 'n/a')}</span> · generated <span id='meta-time'>{_e(meta['generated'])}</span>"
+        "</p><p id='meta-asof' class='muted small' hidden></p></header>",
         "<div id='live' hidden></div><section id='kpis' class='kpis'></section>",
         "<div class='layout'><section id='archive-sec'><h2>Archive</h2>",
         f"<p class='muted small'>{_e(explain)}</p><div id='views' class='views'></div>",

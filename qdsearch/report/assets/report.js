@@ -78,6 +78,12 @@
       add(k, el('span', '', kv[0]));
     });
     $('meta-stop').textContent = D.meta.stop_reason || (D.meta.live ? 'running' : 'n/a');
+    $('meta-cells').textContent = D.meta.cells;
+    $('meta-time').textContent = D.meta.generated;
+    var asof = $('meta-asof');
+    asof.hidden = !D.meta.live;
+    asof.textContent = 'The archive below is as of ' + s.children + ' children (' + D.meta.generated +
+      '); it reloads as the campaign writes its folder. The box above is updated every two seconds.';
   }
 
   // ------------------------------------------------------------------ heatmap

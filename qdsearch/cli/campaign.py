@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import signal
 import sys
 import time
@@ -20,6 +21,8 @@ from qdsearch.api import UserError, _discard, _drop_unwritten, _has_accepted, ap
 from qdsearch.cli.errors import _describe
 from qdsearch.cli.runs import _check_saved_files
 from qdsearch.config import CampaignConfig, LocalModelConfig, load_config
+
+log = logging.getLogger("qdsearch.cli")
 
 __all__ = [
     "OVERRIDE_OPTIONS",
@@ -40,6 +43,7 @@ OVERRIDE_OPTIONS: dict[str, str] = {
     "budget.max_children": "--max-children",
     "runtime.kind": "--runtime",
     "runtime.ray_address": "--ray-address",
+    "cache.enabled": "--no-cache",
 }
 
 
@@ -64,29 +68,14 @@ def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
     return resolve_paths(cfg, config_path.parent)
 
 
-class _Progress:
-    """A tqdm bar fed by the campaign's step callback."""
-
-    def __init__(self, cfg: CampaignConfig, quiet: bool) -> None:
-        from tqdm import tqdm
-
-        b = cfg.budget
-        total = b.max_children or None
-        self.bar = tqdm(total=total, unit="child", dynamic_ncols=True, disable=quiet, file=sys.stderr)
-        self.last = 0
-
-    def __call__(self, st: Any) -> None:
-        self.bar.update(st.children - self.last)
-        self.last = st.children
-        top = sorted(st.rejects.items(), key=lambda kv: -kv[1])[:3]
-        self.bar.set_postfix_str(
-            f"QD={st.qd_score:.1f} cov={st.coverage:.3f} best={st.best_quality:.1f} mean={st.mean_quality:.2f} "
-            f"calls={st.calls} tok={st.tokens} inflight={st.in_flight} rej={dict(top)}",
-            refresh=True,
-        )
-
-    def close(self) -> None:
-        self.bar.close()
+def cache_note(counters: Any) -> str:
+    """`` cache=HITS/LOOKUPS saved=TOKENS`` for the progress and summary lines (``""``
+    before any lookup, or with the cache off)."""
+    hits, misses = getattr(counters, "cache_hits", 0), getattr(counters, "cache_misses", 0)
+    if not hits + misses:
+        return ""
+    note = f" cache={hits}/{hits + misses} saved={counters.cache_saved_tokens}tok"
+    return note + (f"/${counters.cache_saved_cost_usd:.4f}" if counters.cache_saved_cost_usd else "")
 
 
 @contextlib.contextmanager
@@ -100,7 +89,7 @@ def _stop_on_sigint(campaign: Any, task: asyncio.Task[Any]) -> Iterator[None]:
         hits += 1
         if hits == 1:
             campaign.stop_requested = True
-            print("\nstopping: finishing children in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+            log.warning("stopping: finishing children in flight (Ctrl-C again to abandon them)")
         else:
             task.cancel()
 
@@ -113,38 +102,57 @@ def _stop_on_sigint(campaign: Any, task: asyncio.Task[Any]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, resume: bool) -> int:
+def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, resume: bool, verbose: int = 0,
+             serve: int | None = None) -> int:  # fmt: skip
     """Runs one campaign session (the API's :class:`~qdsearch.api.Session`) with a
-    progress bar, Ctrl-C handling and the closing summary line."""
+    progress line (:mod:`qdsearch.cli.progress`), the run's log file, the live view
+    (``serve``: a port, 0 for any; None for none), Ctrl-C handling and the closing
+    summary line."""
     from qdsearch.api import Session
+    from qdsearch.cli.progress import LOG_FILE, Progress, SeedWatch, route_ray_logging, setup_logging
     from qdsearch.seed_survival import report_lines
 
     cfg: CampaignConfig = store.cfg
+    setup_logging(verbose - int(quiet), store.path / LOG_FILE)
     events = list(store.events(repair=True)) if resume else []
     frozen = store.load_projection() if resume else None
-    progress = _Progress(cfg, quiet)
+    done_before = sum(ev.get("type") == "child" for ev in events)
+    progress = Progress(cfg, enabled=not quiet, start_children=done_before)
+    progress.add_segment(4.5, lambda st: cache_note(campaign.counters).strip() or None)
     # The seed phase's report (which seeds are not in the archive, and why) is
     # printed once, at the step that follows it.
     told = any(ev.get("type") == "seed_report" for ev in events)
 
     def on_step(st: Any) -> None:
         nonlocal told
-        progress(st)
+        progress(st, campaign.counters)
         if not told and campaign.counters.seed_report:
             told = True
             for line in report_lines(campaign.counters.seed_report):
-                progress.bar.write(line, file=sys.stderr)
+                log.warning(line)
 
     t0 = time.monotonic()
     session = Session(plan, store, events=events, frozen=frozen, ray_address=ray_address, on_step=on_step)
-    with session:
+    server = _live_view(store, serve, progress)
+    with progress, contextlib.ExitStack() as stack:
+        if server is not None:
+            stack.callback(server.close)
+        progress.set_phase("starting the model server" if cfg.endpoint.embedded else "loading the embedder")
+        stack.enter_context(session)
         if cfg.endpoint.embedded:
-            print(
-                f"embedded model server: {session.endpoint.base_url} ({session.endpoint.model}; a tiny offline demo model)",
-                file=sys.stderr,
+            log.info(
+                f"embedded model server: {session.endpoint.base_url} ({session.endpoint.model}; a tiny offline demo model)"
             )
         try:
+            if cfg.runtime.kind == "ray":
+                progress.set_phase("starting Ray workers")
+                route_ray_logging()  # Ray's own warnings go to the log file, not into the line
             campaign = session.start()
+            campaign.runtime = SeedWatch(campaign.runtime, progress.seed_done)
+            if campaign.archive is None:
+                progress.seeds(len(campaign.seeds))
+            else:
+                progress.set_phase("resuming")
 
             async def go() -> Any:
                 task = asyncio.ensure_future(campaign.run())
@@ -154,7 +162,7 @@ def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, res
             try:
                 st = asyncio.run(go())
             except asyncio.CancelledError:
-                print("abandoned children in flight; everything finished is saved", file=sys.stderr)
+                log.warning("abandoned children in flight; everything finished is saved")
                 st = None
         finally:
             progress.close()
@@ -164,11 +172,27 @@ def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, res
             f"{store.path}: {campaign.stop_reason}; seeds={campaign.counters.seeds} children={st.children} "
             f"judged={st.accepted} lost={campaign.counters.lost} elites={st.elites} "
             f"coverage={st.coverage:.3f} qd_score={st.qd_score:.1f} best={st.best_quality:.1f} "
-            f"calls={st.calls} tokens={st.tokens} cost=${st.cost_usd:.4f} session={time.monotonic() - t0:.1f}s"
+            f"calls={st.calls} tokens={st.tokens} cost=${st.cost_usd:.4f}{cache_note(campaign.counters)} "
+            f"session={time.monotonic() - t0:.1f}s"
         )
         for warning in campaign.domain_summary.get("warnings", []):  # e.g. task prompts that win by hedging
-            print(f"warning: {warning}", file=sys.stderr)
+            log.warning(f"warning: {warning}")
     return 0
+
+
+def _live_view(store: Any, port: int | None, progress: Any) -> Any:
+    """``--serve``: the live view of the run folder (:mod:`qdsearch.cli.watch`), its
+    URL printed; None without the option."""
+    if port is None:
+        return None
+    from qdsearch.cli.watch import LiveServer
+
+    try:
+        server = LiveServer(store.path, port, extra=lambda: {"phase": progress.describe()})
+    except OSError as e:
+        raise UserError(f"--serve {port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from None
+    print(f"live view: {server.url}", file=sys.stderr, flush=True)
+    return server
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -187,6 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "budget.max_children": args.max_children,
             "runtime.kind": args.runtime,
             "runtime.ray_address": args.ray_address,
+            "cache.enabled": False if getattr(args, "no_cache", False) else None,
         },
     )
     ray_address = checked.runtime.ray_address
@@ -197,6 +222,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The domain (a dev set read and checked), the operators and the seeds, once,
     # before anything is written; the campaign and its workers get these objects.
     plan = prepare(cfg, where=str(path))
+    from qdsearch.campaign.estimate import estimate, format_estimate, seed_phase_excess
+
+    if getattr(args, "dry_run", False):  # no request, no run folder, no Ray
+        print(format_estimate(estimate(plan), str(path)))
+        return 0
+    if excess := seed_phase_excess(plan):
+        raise UserError(f"{path}: {excess}")
     if cfg.runtime.kind == "ray":
         check_ray_address(ray_address, "--ray-address" if args.ray_address else "runtime.ray_address")
 
@@ -206,7 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store = RunStore.create(cfg)
         print(f"run folder: {store.path}", file=sys.stderr)
-        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=False)
+        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=False,
+                        verbose=args.verbose, serve=args.serve)  # fmt: skip
     except BaseException as e:
         # A campaign that never got an elite (a refused key, a dead endpoint, Ctrl-C
         # while the server or Ray start, a full disk) leaves no half-made run folder
@@ -235,7 +268,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     try:
         _check_saved_files(store.path, ("projection.npz", "centroids.npy"))
         checked = with_overrides(
-            store.cfg, {"budget.max_children": args.max_children, "runtime.ray_address": args.ray_address}
+            store.cfg,
+            {
+                "budget.max_children": args.max_children,
+                "runtime.ray_address": args.ray_address,
+                "cache.enabled": False if getattr(args, "no_cache", False) else None,
+            },
         )
         # --ray-address is for this session only, like on `run`
         store.cfg = dataclasses.replace(checked, runtime=store.cfg.runtime)
@@ -248,7 +286,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         # projection, or a crash after saving it but before any seed was logged.
         seeded = store.load_projection() is not None and any(e.get("type") == "seed" for e in store.events())
         plan = prepare(store.cfg, seeds=not seeded, where=str(store.path / "config.toml"))
-        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=True)
+        return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=True,
+                        verbose=args.verbose, serve=args.serve)  # fmt: skip
     except BaseException as e:
         _salvage(store, e)
         raise
@@ -306,8 +345,17 @@ def register_run(sub: Any) -> None:
     r.add_argument("--max-children", type=int, help="override budget.max_children")
     r.add_argument("--runtime", choices=sorted(RUNTIMES), help="override runtime.kind")
     r.add_argument("--ray-address", help="connect to an existing Ray cluster")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", action="store_true", help="no progress line; only warnings and errors")
+    _terminal_options(r)
+    r.add_argument("--no-cache", action="store_true", help="ask the endpoint even for requests already answered")
+    r.add_argument("--dry-run", action="store_true", help="print the expected calls, tokens, cost and time; no request")
     r.set_defaults(func=cmd_run)
+
+
+def _terminal_options(p: Any) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug messages and Ray's log on the terminal")
+    p.add_argument("--serve", nargs="?", type=int, const=0, metavar="PORT",
+                   help="serve the live report on 127.0.0.1 (PORT, default a free one) while the campaign runs")  # fmt: skip
 
 
 def register_resume(sub: Any) -> None:
@@ -315,7 +363,9 @@ def register_resume(sub: Any) -> None:
     s.add_argument("run_dir")
     s.add_argument("--max-children", type=int, help="raise budget.max_children (total, not additional)")
     s.add_argument("--ray-address")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="no progress line; only warnings and errors")
+    _terminal_options(s)
+    s.add_argument("--no-cache", action="store_true", help="ask the endpoint even for requests already answered")
     s.set_defaults(func=cmd_resume)
 
 

@@ -2,9 +2,16 @@
 
 LLM work is I/O-bound, so actors take ``num_cpus=0`` and run many jobs concurrently
 on their own event loop; each actor holds one HTTP client whose concurrency limit
-is ``endpoint.concurrency / workers`` (at least 1). Jobs go to the actor with the
+is ``endpoint.concurrency / workers`` (at least 1), and whose clients pace to
+``1 / workers`` of each endpoint's ``rpm`` and ``tpm``. Jobs go to the actor with the
 fewest in flight. A local Ray is started bound to 127.0.0.1 unless an address of
-an existing cluster is given.
+an existing cluster is given (joined by :func:`qdsearch.runtime.cluster.connect`,
+which handles token authentication and loopback-bound clusters).
+
+Placement (:mod:`qdsearch.runtime.placement`): actors are spread over the cluster's
+live nodes (each new one pinned to the live node with the fewest) and
+hold ``runtime.actor_resources``; each candidate carries the id of the node that made
+it, logged in its event.
 
 Faults: an actor whose process dies is replaced by a new one, and the jobs that
 were running on it are submitted again (to the least-loaded live actor), up to
@@ -29,9 +36,12 @@ from typing import Any
 
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.domains import Domain
+from qdsearch.llm.limits import share_among
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job, Worker
+from qdsearch.runtime.cluster import ClusterError, connect
 from qdsearch.runtime.errors import JobLost
+from qdsearch.runtime.placement import feasible_nodes, pick_node, ray_resource_options
 from qdsearch.types import Candidate
 
 __all__ = ["RESUBMITS", "RayRuntime", "make_runtime"]
@@ -47,13 +57,19 @@ class _Actor:
         operators: Mapping[str, PromptOperator] | None,
         domain: Domain | None = None,
     ):
-        self._worker = Worker(cfg, endpoint, operators, domain)
+        w = self._worker = Worker(cfg, endpoint, operators, domain)
+        # Every actor runs its own clients on the same endpoints: each paces to its share.
+        share_among((c.limits for c in (w.client, w.target, w.grader)), cfg.runtime.workers)
+        self._node = _node_id()
 
     async def run(self, job: Job) -> Candidate:
-        return await self._worker.run(job)
+        return dataclasses.replace(await self._worker.run(job), node=self._node)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str:
+        return self._node
 
     async def close(self) -> None:
         await self._worker.aclose()
@@ -89,11 +105,13 @@ class RayRuntime:
 
         self._ray = ray
         self._started = False
+        self._joined = False  # connected here to an existing cluster: disconnect on close
         self._watchdog: subprocess.Popen[bytes] | None = None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
             if address:
-                ray.init(address=address, **kwargs)
+                connect(ray, address, **kwargs)
+                self._joined = True
             else:
                 before = _children(os.getpid())
                 ray.init(_node_ip_address="127.0.0.1", num_cpus=max(1, os.cpu_count() or 1), **kwargs)
@@ -102,13 +120,52 @@ class RayRuntime:
         n = cfg.runtime.workers
         per_actor = dataclasses.replace(endpoint, concurrency=max(1, math.ceil(endpoint.concurrency / n)))
         self._actor_cls = ray.remote(  # type: ignore[call-overload]
-            num_cpus=0, max_concurrency=max(64, cfg.runtime.in_flight * 2)
+            max_concurrency=max(64, cfg.runtime.in_flight * 2),
+            **ray_resource_options(cfg.runtime.actor_resources),
         )(_Actor)
+        self._resources = dict(cfg.runtime.actor_resources)
+        if not feasible_nodes(ray.nodes(), self._resources):
+            have = sorted({k for nd in ray.nodes() if nd.get("Alive") for k in nd.get("Resources", {})})
+            if self._started or self._joined:
+                ray.shutdown()
+            raise ClusterError(
+                f"runtime.actor_resources: no live node of the Ray cluster has {self._resources} "
+                f"(the nodes have: {', '.join(k for k in have if not k.startswith('node:'))})"
+            )
         # Put once: a replaced actor gets the same resolved objects without pickling them again.
         self._actor_args = tuple(ray.put(a) for a in (cfg, per_actor, operators, domain))
-        self._actors = [self._actor_cls.remote(*self._actor_args) for _ in range(n)]
+        self._nodes: list[str] = []  # the node each actor was sent to
+        self._actors: list[Any] = []
+        for _ in range(n):
+            self._actors.append(self._spawn(len(self._nodes)))
         self._load = [0] * n
         self.replaced = 0
+        ex = ray.exceptions
+        unschedulable = getattr(ex, "ActorUnschedulableError", ex.RayActorError)  # not a RayActorError
+        self._lost_actor: tuple[type[BaseException], ...] = (ex.RayActorError, unschedulable)
+
+    def _spawn(self, i: int, avoid: str = "") -> Any:
+        """A new actor for slot ``i``, on the live node with the fewest of the others
+        (not on ``avoid``, the node where its predecessor died, while there is another:
+        Ray may not have noticed yet that the node is gone)."""
+        try:
+            feasible = feasible_nodes(self._ray.nodes(), self._resources)
+        except Exception:  # the GCS briefly unreachable: let Ray place it
+            feasible = []
+        feasible = [nd for nd in feasible if nd != avoid] or feasible
+        node = pick_node(feasible, (nd for j, nd in enumerate(self._nodes) if j != i))
+        if i < len(self._nodes):
+            self._nodes[i] = node
+        else:
+            self._nodes.append(node)
+        if not node:
+            return self._actor_cls.options(scheduling_strategy="SPREAD").remote(*self._actor_args)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # Hard affinity: Ray 2.60 does not keep a soft one (actors landed on other nodes).
+        # A node that died meanwhile fails the actor, which is then replaced elsewhere.
+        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+        return self._actor_cls.options(scheduling_strategy=strategy).remote(*self._actor_args)
 
     def _replace(self, i: int, dead: Any) -> None:
         """Puts a new actor in slot ``i`` unless another job already replaced ``dead``."""
@@ -116,7 +173,7 @@ class RayRuntime:
             return
         with contextlib.suppress(Exception):
             self._ray.kill(dead, no_restart=True)
-        self._actors[i] = self._actor_cls.remote(*self._actor_args)
+        self._actors[i] = self._spawn(i, avoid=self._nodes[i])
         self.replaced += 1
 
     async def submit(self, job: Job) -> Candidate:
@@ -134,7 +191,7 @@ class RayRuntime:
             try:
                 result: Candidate = await actor.run.remote(job)
                 return result
-            except self._ray.exceptions.RayActorError as e:  # the actor's process died
+            except self._lost_actor as e:  # the actor's process (or node) died
                 died = e
                 self._replace(i, actor)
             finally:
@@ -148,6 +205,10 @@ class RayRuntime:
         """The process ids of the current actors (for fault tests and diagnostics)."""
         return [int(p) for p in self._ray.get([a.pid.remote() for a in self._actors], timeout=120)]
 
+    def actor_nodes(self) -> list[str]:
+        """The node ids of the current actors (placement checks, diagnostics)."""
+        return [str(n) for n in self._ray.get([a.node.remote() for a in self._actors], timeout=120)]
+
     async def close(self) -> None:
         for a in self._actors:
             with contextlib.suppress(Exception):
@@ -155,9 +216,9 @@ class RayRuntime:
             with contextlib.suppress(Exception):
                 self._ray.kill(a)
         self._actors = []
-        if self._started:
+        if self._started or self._joined:
             self._ray.shutdown()
-            self._started = False
+            self._started = self._joined = False
         _stop_watchdog(self._watchdog)
         self._watchdog = None
 
@@ -175,6 +236,16 @@ def make_runtime(
 
     require(cfg)
     return RayRuntime(cfg, endpoint, operators, address=ray_address or cfg.runtime.ray_address, domain=domain)
+
+
+def _node_id() -> str:
+    """The id of the Ray node this process runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:
+        return ""
 
 
 def _children(pid: int) -> set[int]:

@@ -386,6 +386,23 @@ def test_remaining_zero_holds_for_one_unit_and_limits_are_learned() -> None:
     assert fixed.effective() == (100, math.inf) and fixed.state()["held_s"] == 0
 
 
+def test_too_few_remaining_tokens_hold_until_a_call_fits() -> None:
+    clock = FakeClock()
+    limits = Limits(8, clock=clock, sleep=clock.sleep)
+    _drive(limits, clock, 1, latency=0.0)  # a typical call: 10 tokens
+    headers = {
+        "x-ratelimit-limit-tokens": "6000",
+        "x-ratelimit-remaining-tokens": "4",
+        "x-ratelimit-reset-tokens": "1m",
+    }
+    limits.observe(200, headers)
+    # 5996 tokens come back in 60 s: one per 10 ms, and 6 more are needed
+    assert limits.state()["held_s"] == pytest.approx(6 * 60 / 5996)
+    assert limits.effective() == (math.inf, 6000)
+    limits.observe(503, {"retry-after-ms": "2500"})
+    assert limits.state()["held_s"] == pytest.approx(2.5)
+
+
 def test_token_estimate_counts_bytes_and_max_tokens() -> None:
     assert estimate_tokens([{"role": "user", "content": "a" * 400}], 100) == 4 + 100 + 100
     assert estimate_tokens([{"role": "user", "content": "日本" * 10}], 0) == 4 + 60 / 4

@@ -148,8 +148,8 @@ def fit_taxonomy(
             near = np.argmax(pts @ sub.T, axis=1)
             for s in range(shares[j]):
                 mine = [pnames[p] for p in np.flatnonzero(near == s)]
-                top = [t for t, _ in Counter(mine).most_common(2)]
-                labels.append(f"{n}: {' / '.join(top) if top else 'misc'}")
+                named = [t for t, _ in Counter(mine).most_common(2)]
+                labels.append(f"{n}: {' / '.join(named) if named else 'misc'}")
                 out_c.append(sub[s])
         centroids = np.asarray(out_c)
     return _finish(center, centroids, labels, texts, z, "taxonomy", "")

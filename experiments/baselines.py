@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import platform
 import sys
 import time
@@ -333,6 +334,7 @@ async def main_async(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", type=int, default=90, help="counted LLM calls per method")
     p.add_argument("--seeds", default=str(ROOT / "experiments/seeds/example_seeds.jsonl"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import multiprocessing as mp
+import os
 import platform
 import shlex
 import sys
@@ -113,6 +114,7 @@ def _serve(port_q: Any, stop_q: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--children", type=int, default=10_000)
     p.add_argument("--out", default="experiments/results/soak.md", help="Markdown note to write")

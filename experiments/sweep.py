@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -131,6 +132,7 @@ def world_endpoint(base: CampaignConfig, seed: int, **world: Any) -> Iterator[Ca
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default=str(ROOT / "experiments/seeds/example_seeds.jsonl"))
     p.add_argument("--seed-sizes", default="4,8")

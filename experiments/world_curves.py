@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import platform
 import subprocess
 import sys
@@ -544,6 +545,7 @@ async def main_async(args: argparse.Namespace) -> tuple[pd.DataFrame, list[dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=10, help="worlds (seeds first_seed, first_seed + 1, ...)")
     p.add_argument("--first-seed", type=int, default=0)

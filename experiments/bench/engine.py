@@ -36,6 +36,7 @@ import asyncio
 import cProfile
 import itertools
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def run_bare(base_url: str, children: int, concurrency: int, profile: str | None
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     ap = argparse.ArgumentParser(description="one measured benchmark run (see experiments/bench/engine.py)")
     ap.add_argument("kind", choices=["qdsearch", "bare"])
     ap.add_argument("--base-url", required=True)

@@ -34,6 +34,7 @@ yes/no question) lives in :mod:`qdsearch.judge.injection_check`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 
@@ -128,6 +129,14 @@ def _scan_text(text: str, field: str) -> list[Flag]:
     return flags
 
 
+@functools.lru_cache(maxsize=256)
+def _scan_cached(text: str, field: str) -> tuple[Flag, ...]:
+    # A child's instruction and input are screened before its response is written
+    # and again with it: the second scan of the same text is a lookup. Pure in
+    # (text, field); bounded, so a long campaign holds at most 256 entries.
+    return tuple(_scan_text(text, field))
+
+
 def scan(sample: Sample | str) -> list[Flag]:
     """Judge-steering patterns in a sample's instruction, input and response (or in a text).
 
@@ -140,9 +149,9 @@ def scan(sample: Sample | str) -> list[Flag]:
             for name in _FIELDS:
                 value = getattr(sample, name)
                 if value:
-                    out.extend(_scan_text(value if isinstance(value, str) else str(value), name))
+                    out.extend(_scan_cached(value if isinstance(value, str) else str(value), name))
             return out
-        return _scan_text(sample if isinstance(sample, str) else str(sample), "")
+        return list(_scan_cached(sample if isinstance(sample, str) else str(sample), ""))
     except (RecursionError, MemoryError, ValueError, TypeError):  # pathological input: say so, never crash
         return [Flag("override", "", "text could not be scanned")]
 

@@ -329,6 +329,9 @@ def test_a_hung_request_among_quick_answers_is_no_overload() -> None:
     limits = Limits(32, adaptive=True, clock=clock, sleep=clock.sleep)
     _drive(limits, clock, 40, outcome=lambda i: "timeout" if i % 10 == 9 else "ok")
     assert limits.window.cuts == 0 and limits.window.limit > 8
+    silent = Limits(32, adaptive=True, clock=clock, sleep=clock.sleep)
+    _drive(silent, clock, 4, outcome="timeout")  # nothing answered at all: that is overload
+    assert silent.window.cuts == 1 and silent.window.limit == 2
 
 
 def test_scripted_429s_pace_to_what_got_through_and_probe_upwards() -> None:

@@ -12,9 +12,9 @@ and backoff (cap too high). :class:`Limits` keeps a client just under the limits
   flight: it starts at 4 (within the floor and the ceiling), grows by one per
   answered request while it is the bottleneck (slow start), then by one per window
   of answers, and halves on a 503, or on a timeout while answers are slowing down
-  (smoothed latency over twice the quickest: queueing, not one hung request), at most
-  once per round trip, never above the configured ``concurrency`` (the ceiling) nor
-  below ``min_concurrency`` (the floor);
+  (smoothed latency over twice the quickest: queueing, not one hung request) or
+  before anything was answered, at most once per round trip, never above the
+  configured ``concurrency`` (the ceiling) nor below ``min_concurrency`` (the floor);
 - a 429 is a rate limit rather than overload: it sets a probed request rate, 95% of
   the requests per second the endpoint let through in the last 3 s, which then grows
   (0.25% a second, faster the longer no 429 comes) until the next 429 (the window is
@@ -276,7 +276,7 @@ class Limits:
             # timeout while answers are slowing down (queueing), but not one hung
             # request among answers as quick as ever.
             if outcome == "timeout":
-                if self._srtt > SLOW_DOWN * self._min_rtt:
+                if self._srtt > SLOW_DOWN * self._min_rtt or not self._n_ok:  # (or nothing answered yet)
                     self.window.on_congestion(ticket.seq)
             elif not (outcome == "http_429" and self.adaptive and self._probe(ticket, now)):
                 self.window.on_congestion(ticket.seq)

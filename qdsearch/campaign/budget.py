@@ -105,6 +105,16 @@ def budget_left(
             return "max_tokens"
         if b.max_cost_usd and cost > b.max_cost_usd:
             return "max_cost_usd"
+    if b.max_metric_calls:
+        # a child still running is expected to make as many target calls as the mean child
+        # (before any child: the mean seed, which had a full evaluation); like GEPA's
+        # max_metric_calls, one more child starts while that total is under the cap
+        per = c.child_metric_calls / c.children if c.children else c.metric_calls / max(c.seeds, 1)
+        spent = c.metric_calls + sum(
+            sum(x.get("tag") == "target" and x.get("cache") != "hit" for x in cand.calls) for cand in buffered
+        )
+        if spent + per * (in_flight - len(buffered)) >= b.max_metric_calls:
+            return "max_metric_calls"
     if b.max_wall_s and wall_s >= b.max_wall_s:
         return "max_wall_s"
     return ""

@@ -50,6 +50,9 @@ def load_elites(store: RunStore) -> tuple[pd.DataFrame, dict[str, Any]]:
         "qd_score": float(st.qd_score),
     }
     frame = elites_frame(archive)
+    tested = counters.holdout.get("scores", {})
+    if tested:  # the held-out test split's score of each elite (None: not scored)
+        frame["test_score"] = [tested.get(i, {}).get("score") for i in frame["id"]]
     derived = [descriptor_fields(store.cfg, m, frozen[0]) for m in frame["measures"]]
     for key in _keys(derived) or _keys([_empty_fields(store, frozen[0])]):
         frame[key] = [d.get(key, "") for d in derived]

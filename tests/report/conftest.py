@@ -58,3 +58,24 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def hostile_id(run: Path) -> str:
     return (run / "hostile_id").read_text()
+
+
+def categorical_data(tmp: Path) -> dict[str, Any]:
+    """The report data of a small categorical (custom-domain) archive: two elites on a
+    3 x 2 label grid, built without a campaign."""
+    import pandas as pd
+
+    from qdsearch.report import report_data
+    from qdsearch.report.data import Trace
+
+    d = config_dict("http://127.0.0.1:9/v1", tmp)
+    d["domain"] = {"kind": "custom", "instruction_label": "question", "response_label": "answer",
+                   "quality_rubric": "quality (1-10): is it right?", "descriptors": "categorical",
+                   "axes": {"subject": ["science", "nature", "space"], "age": ["age_4_6", "age_7_9"]}}  # fmt: skip
+    d.pop("archive")
+    tr = Trace(cells=6)
+    tr.elites = pd.DataFrame({"id": ["s00000", "c0000001"], "instruction": ["why <b>", "how"], "input": ["", ""],
+                              "response": ["r", "s"], "quality": [7.0, 9.0], "complexity": [2.0, 3.0],
+                              "measures": [[2.5, 0.5], [0.5, 1.5]], "cell": [2, 3], "operator": ["seed", "x"],
+                              "parent_id": ["", "s00000"], "generation": [0, 1]})  # fmt: skip
+    return report_data(from_dict(d), None, tr, {})

@@ -14,7 +14,7 @@ import pytest
 
 from qdsearch.report import build_report, embedded_data
 from tests.report.cdp import CHROMIUM, Browser, Page
-from tests.report.conftest import HOSTILE_INSTRUCTION, HOSTILE_REASON, HOSTILE_RESPONSE, hostile_id
+from tests.report.conftest import HOSTILE_INSTRUCTION, HOSTILE_REASON, HOSTILE_RESPONSE, categorical_data, hostile_id
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
 
@@ -205,3 +205,28 @@ def test_the_page_fits_its_width(loop: asyncio.AbstractEventLoop, browser: Brows
         assert float(img[..., :3].std()) > 0.05  # not a blank page
 
     loop.run_until_complete(go())
+
+
+def test_a_categorical_archive_shows_its_label_grid(loop: asyncio.AbstractEventLoop, browser: Browser,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    from qdsearch.report import render_page
+
+    data = categorical_data(tmp_path)
+    data["version"] = "x"
+    path = tmp_path / "cat.html"
+    path.write_text(render_page(data))
+    page = _open(loop, browser, path.as_uri())
+
+    async def go() -> None:
+        assert await page.eval("[].map.call(document.querySelectorAll('.heat .rlab'), e => e.textContent)") == [
+            "age_4_6", "age_7_9"]  # fmt: skip
+        assert await page.eval("[].map.call(document.querySelectorAll('.heat .clab'), e => e.textContent)") == [
+            "science", "nature", "space"]  # fmt: skip
+        assert await page.eval("document.querySelectorAll('.heat .cell').length") == 6
+        await page.click('.heat .cell[data-cell="2,0"]')
+        await page.wait_for("document.getElementById('detail').getAttribute('data-id') === 's00000'")
+        assert "why <b>" in await page.eval("document.getElementById('detail').textContent")
+        assert await page.eval("document.getElementById('regions-sec').hidden")
+
+    loop.run_until_complete(go())
+    assert not _exceptions(browser, page)

@@ -15,7 +15,7 @@ from qdsearch.cli import main
 from qdsearch.report import best_per_band, build_report, embedded_data, report_data, trace_run
 from qdsearch.store import RunStore
 from tests.helpers import HashEmbedder
-from tests.report.conftest import HOSTILE_INSTRUCTION, HOSTILE_REASON, HOSTILE_RESPONSE, hostile_id
+from tests.report.conftest import HOSTILE_INSTRUCTION, HOSTILE_REASON, HOSTILE_RESPONSE, categorical_data, hostile_id
 
 
 def _built(run_dir: Path, tmp_path: Path, **kw: Any) -> tuple[Path, str, dict[str, Any]]:
@@ -163,3 +163,14 @@ def test_report_cli_and_errors(run_dir: Path, tmp_path: Path, capsys: Any) -> No
     assert capsys.readouterr().out.strip() == str(tmp_path / "r2" / "index.html")
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "not a qdsearch run folder" in capsys.readouterr().err
+
+
+def test_a_categorical_archive_is_one_labelled_grid(tmp_path: Path) -> None:
+    from qdsearch.report import render_page
+
+    data = categorical_data(tmp_path)
+    assert data["views"] == [{"x": 0, "y": 1, "title": "subject × age"}]
+    assert [a["ticks"] for a in data["axes"]] == [["science", "nature", "space"], ["age_4_6", "age_7_9"]]
+    assert [e["labels"] for e in data["elites"]] == [["space", "age_4_6"], ["science", "age_7_9"]]
+    assert data["regions"] == [] and data["meta"]["space"] == "subject × age"
+    assert "Each cell is one combination of labels" in render_page(data)

@@ -291,6 +291,16 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
     return "\n".join(out) + "\n"
 
 
+NOTES = "<!-- notes: kept when the table is rewritten -->"
+
+
+def write_table(out: Path, rows: list[dict[str, Any]], header: str) -> None:
+    """Writes the tables to ``out``, keeping whatever follows the :data:`NOTES` marker there."""
+    old = out.read_text() if out.is_file() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""
+    out.write_text(table(rows, header) + ("\n" + notes if notes else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="qdsearch vs GEPA at equal metric calls")
     ap.add_argument("--base-url", default="", help="OpenAI-compatible endpoint (empty: start the embedded model)")
@@ -341,12 +351,12 @@ def main(argv: list[str] | None = None) -> None:
                             print(f"{task} seed={seed} {method}: val {r['val']:.3f} test {r['test']} "
                                   f"calls {r['metric_calls']} wall {r['wall_s']:.0f}s", flush=True)  # fmt: skip
                             rows = [json.loads(x) for x in args.jsonl.read_text().splitlines() if x.strip()]
-                            args.out.write_text(table(rows, args.header))
+                            write_table(args.out, rows, args.header)
         finally:
             if server is not None:
                 server.__exit__(None, None, None)
     rows = [json.loads(x) for x in args.jsonl.read_text().splitlines() if x.strip()]
-    args.out.write_text(table(rows, args.header))
+    write_table(args.out, rows, args.header)
 
 
 if __name__ == "__main__":

@@ -269,3 +269,25 @@ def test_property_a_pareto_parent_is_best_somewhere_and_never_dominated(rows: li
         return
     assert ((m[i] >= m.max(axis=0)) & (m.max(axis=0) > 0)).any()
     assert not any((m[j] >= m[i]).all() and (m[j] > m[i]).any() for j in range(len(rows)))
+
+
+def test_the_generational_schedule_gives_the_same_task_prompt_run_twice(
+    fake_openai: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QDSEARCH_NO_CACHE", "1")
+    runs = []
+    for k, latency in enumerate((0.0, 0.02)):  # different latencies: a different finishing order
+        fake = fake_openai(tw.world, latency_s=latency)
+        (tmp_path / str(k)).mkdir()
+        d = _gated(tmp_path / str(k), fake.base_url, parent_selection="pareto")
+        d["runtime"] |= {"schedule": "generational", "generation_size": 4, "in_flight": 4}
+        assert main(["run", str(_write(tmp_path / str(k), d)), "--quiet"]) == 0
+        run = tmp_path / str(k) / "archives" / "tp"
+        keys = ("id", "parent_id", "operator", "instruction", "status", "reject", "quality", "cell")
+        runs.append(
+            (
+                [tuple(e.get(x) for x in keys) for e in _events(run) if e.get("type") in ("seed", "child")],
+                json.loads((run / "state.json").read_text())["holdout"]["scores"],
+            )
+        )
+    assert runs[0] == runs[1]

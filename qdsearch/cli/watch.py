@@ -110,7 +110,7 @@ class LiveRun:
         except StoreError as e:  # no archive yet (seed phase), or a damaged folder
             data = report_data(self.store.cfg, None, Trace(), {}, live=True)
             data["version"] = version
-            self._error = str(e)
+            self._error = "" if "has no archive yet" in str(e) else str(e)  # the seed phase is not an error
         page = render_page(data, "<p class='muted'>not computed in the live view (run `qdsearch report`)</p>")
         blob = json.dumps(data, ensure_ascii=False, allow_nan=False).encode()
         with self._lock:

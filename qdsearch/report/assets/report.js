@@ -479,6 +479,7 @@
     var st = add(box, el('div', 'status' + (L.running ? '' : ' stopped'),
       (L.running ? '● live: ' : '○ ') + L.phase + ' · updated ' + Math.max(0, Math.round(Date.now() / 1000 - L.updated_unix)) + ' s ago'));
     st.id = 'live-status';
+    if (L.error) add(box, el('p', 'warn small', L.error));
     var s = L.summary || {};
     add(box, el('p', 'small', 'QD-score ' + num(s.qd_score, 1) + ' · coverage ' + num(s.coverage, 3) + ' · elites ' +
       num(s.elites) + ' · children ' + num(s.children) + ' · calls ' + num(s.calls) + ' · tokens ' + big(s.tokens) +

@@ -123,7 +123,10 @@ def cmd_operators(args: argparse.Namespace) -> int:
 
             depth = depth_rows(store.events())
             if depth:  # does judged complexity follow evolution depth?
-                print("\ncomplexity against the parent (judged and LLM-free):\n" + pd.DataFrame(depth).to_string(index=False))
+                print(
+                    "\ncomplexity against the parent (judged and LLM-free):\n"
+                    + pd.DataFrame(depth).to_string(index=False)
+                )
     return 0
 
 

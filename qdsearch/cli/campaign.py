@@ -68,6 +68,26 @@ def _resolve_paths(cfg: CampaignConfig, config_path: Path) -> CampaignConfig:
     return resolve_paths(cfg, config_path.parent)
 
 
+# How a run ended, as its exit status (README, "Exit status"): 0 it finished (the
+# children, calls or metric calls it was given are spent), 3 a safety cap stopped it
+# (tokens, cost, wall time; `qdsearch resume` goes on), 130 the user stopped it
+# (Ctrl-C, as shells report a SIGINT), 1 it could not go on (its worker runtime or
+# embedder kept failing). Bad input and start-up failures stay 2 (cli.errors).
+EXIT_FINISHED, EXIT_FAILED, EXIT_CAPPED, EXIT_STOPPED = 0, 1, 3, 130
+_CAPS = frozenset({"max_tokens", "max_cost_usd", "max_wall_s"})
+
+
+def exit_status(stop_reason: str | None) -> int:
+    """The exit status of a run that ended with ``stop_reason`` (None: abandoned by a second Ctrl-C)."""
+    if stop_reason is None or stop_reason == "stopped by user":
+        return EXIT_STOPPED
+    if stop_reason in _CAPS:
+        return EXIT_CAPPED
+    if stop_reason.startswith(("embedding_failed", "runtime_lost")):
+        return EXIT_FAILED
+    return EXIT_FINISHED
+
+
 def cache_note(counters: Any) -> str:
     """`` cache=HITS/LOOKUPS saved=TOKENS`` for the progress and summary lines (``""``
     before any lookup, or with the cache off)."""
@@ -177,7 +197,8 @@ def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, res
         )
         for warning in campaign.domain_summary.get("warnings", []):  # e.g. task prompts that win by hedging
             log.warning(f"warning: {warning}")
-    return 0
+        return exit_status(campaign.stop_reason)
+    return exit_status(None)
 
 
 def _live_view(store: Any, port: int | None, progress: Any) -> Any:

@@ -27,6 +27,7 @@ from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.base import Axis
 from qdsearch.descriptors.measures import axes_of, is_categorical
 from qdsearch.events import Counters, replay
+from qdsearch.llm.cache import cache_summary
 from qdsearch.stats import operator_table
 
 __all__ = [
@@ -333,6 +334,7 @@ def _cost(cfg: CampaignConfig, tr: Trace, state: dict[str, Any]) -> dict[str, An
         "by_tag": tr.tags,
         "by_model": tr.models,
         "caps": caps,
+        "cache": cache_summary(state),
     }
 
 

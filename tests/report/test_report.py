@@ -120,6 +120,16 @@ def test_cost_panel_says_no_prices_instead_of_zero(run_dir: Path) -> None:
                                                         "out": 0.6}  # fmt: skip
 
 
+def test_cost_panel_counts_the_request_cache(run_dir: Path) -> None:
+    store = RunStore.open(run_dir, write=False)
+    tr = trace_run(store.cfg, None, store.events())
+    none = report_data(store.cfg, None, tr, {})["cost"]["cache"]  # a run before the cache: zeros
+    assert none == {"hits": 0, "misses": 0, "hit_rate": 0.0, "saved_tokens": 0, "saved_cost_usd": 0.0}
+    state = {"cache_hits": 30, "cache_misses": 10, "cache_saved_tokens": 5000, "cache_saved_cost_usd": 0.25}
+    got = report_data(store.cfg, None, tr, state)["cost"]["cache"]
+    assert got == {"hits": 30, "misses": 10, "hit_rate": 0.75, "saved_tokens": 5000, "saved_cost_usd": 0.25}
+
+
 def test_sample_text_stays_text_in_the_page(run_dir: Path, tmp_path: Path) -> None:
     _, text, data = _built(run_dir, tmp_path)
     # the page's markup holds exactly its own two scripts: the data and the code

@@ -420,6 +420,12 @@
     }
     add(box, el('p', '', num(c.calls) + ' LLM calls (' + num(c.failed_calls) + ' failed) · ' + big(c.prompt_tokens) +
       ' prompt + ' + big(c.completion_tokens) + ' completion tokens'));
+    var k = c.cache;
+    if (k && (k.hits || k.misses)) {
+      add(box, el('p', '', 'request cache: ' + num(k.hits) + ' of ' + num(k.hits + k.misses) + ' calls looked up were ' +
+        'answered from it (' + Math.round(100 * k.hit_rate) + '%), saving ' + big(k.saved_tokens) + ' tokens' +
+        (c.prices_set ? ' and ' + usd(k.saved_cost_usd) : '')));
+    }
     add(box, el('h3', '', 'Budget'));
     meters(box, c.caps, c.prices_set);
     function spend(title, obj) {

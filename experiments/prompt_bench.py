@@ -244,9 +244,13 @@ def task_config(
 
 
 def _ci(xs: list[float], n_test: int) -> str:
-    """Mean and 95% interval: t over seeds, or (one seed) Wilson over the ``n_test`` examples."""
+    """Mean and 95% interval: with ``n_test`` examples per seed, the Wilson interval of the
+    pooled accuracy over every test example of every seed (a t-interval over two seeds that
+    agree would claim a width of 0); else a t-interval over seeds."""
     m = statistics.fmean(xs)
-    if len(xs) > 1:
+    if n_test > 0:
+        n_test *= len(xs)
+    elif len(xs) > 1:
         t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(xs), 2.26)
         return f"{m:.3f} ± {t * statistics.stdev(xs) / math.sqrt(len(xs)):.3f}"
     if n_test <= 0:
@@ -258,7 +262,8 @@ def _ci(xs: list[float], n_test: int) -> str:
 
 
 def table(rows: list[dict[str, Any]], header: str) -> str:
-    out = [header, "", "## Best prompt per method (means over seeds, 95% intervals)", "",
+    out = [header, "", "## Best prompt per method (means over seeds; val: (each seed's); test: [Wilson 95% interval "
+           "over all test examples of all seeds])", "",
            "| task | metric calls (budget) | method | seeds | val acc | test acc | metric calls used | wall s | tokens "
            "(search) | tokens (test pass) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = sorted({(r["task"], r["budget"], r["method"]) for r in rows})
@@ -266,8 +271,9 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
         rs = [r for r in rows if (r["task"], r["budget"], r["method"]) == (task, budget, method)]
         n_test = rs[0]["n_test"]
         tests = [r["test"] for r in rs if r["test"] is not None]
+        vals = ", ".join(f"{r['val']:.2f}" for r in rs)
         out.append(
-            f"| {task} | {budget} | {method} | {len(rs)} | {_ci([r['val'] for r in rs], 0)} | "
+            f"| {task} | {budget} | {method} | {len(rs)} | {statistics.fmean(r['val'] for r in rs):.3f} ({vals}) | "
             + (_ci(tests, n_test) if tests else "n/a")
             + f" | {statistics.fmean(r['metric_calls'] for r in rs):.0f} | "
             f"{statistics.fmean(r['wall_s'] for r in rs):.0f} | {statistics.fmean(r['tokens'] for r in rs):.0f} | "

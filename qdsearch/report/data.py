@@ -241,7 +241,24 @@ def _lineage(tr: Trace, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     return nodes
 
 
+def _holdout(h: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out test pass of a task-prompt run (``Counters.holdout``): its split and
+    size, and the test score of the best elite (by validation score); None without one."""
+    if not h:
+        return None
+    best = str(h.get("best") or "")
+    return {
+        "split": str(h.get("split", "test")),
+        "n": int(h.get("n", 0) or 0),
+        "elites": len(h.get("scores", {})),
+        "best": best,
+        "best_test": (h.get("scores", {}).get(best) or {}).get("score"),
+        "calls": int(h.get("calls", 0) or 0),
+    }
+
+
 def _elites(tr: Trace, axes: Sequence[Axis]) -> list[dict[str, Any]]:
+    tested = tr.counters.holdout.get("scores", {})
     out = []
     for r in tr.elites.itertuples():
         ev = tr.samples.get(str(r.id), {})
@@ -269,6 +286,7 @@ def _elites(tr: Trace, axes: Sequence[Axis]) -> list[dict[str, Any]]:
                 "gain": ev.get("gain"),
                 "step": ev.get("step", 0),
                 "time": ev.get("time"),
+                "test_score": (tested.get(str(r.id)) or {}).get("score"),
             }
         )
     return out
@@ -432,6 +450,7 @@ def report_data(
             "cost_usd": c.cost_usd,
             "wall_s": float(state.get("wall_s", c.wall_s) or c.wall_s),
             "best_quality": max((e["quality"] for e in elites), default=None),
+            "holdout": _holdout(c.holdout),
         },
         "axes": [_axis_data(x) for x in axes],
         "views": [{"x": x, "y": y, "title": f"{axes[x].title} × {axes[y].title}"} for x, y in views],

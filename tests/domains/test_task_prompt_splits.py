@@ -135,6 +135,12 @@ def test_gated_campaign_scores_test_once_at_the_end_and_counts_metric_calls(
         want = 1.0 if tw.RULE in r["instruction"] else 0.5 if tw.GUESS in r["instruction"] else 0.0
         assert hold["scores"][i]["score"] == r["test_score"] == pytest.approx(want)
     assert best["test_score"] == 1.0  # the reflective operator found the rule
+    # the report shows the held-out scores: a column of the elites table and the best prompt's
+    from qdsearch.report import build_report, embedded_data
+
+    page = embedded_data(Path(build_report(run, tmp_path / "rep")).read_text())
+    assert page["summary"]["holdout"]["best_test"] == 1.0 and page["summary"]["holdout"]["n"] == 16
+    assert {e["id"]: e["test_score"] for e in page["elites"]} == {i: r["test_score"] for i, r in elites.items()}
     # test results are never in a report (the response the operators show)
     reports = [e.get("response", "") for e in events if e.get("type") in ("seed", "child")]
     assert not any(re.search(r"item 2\d\d", r) for r in reports) and any("item 1" in r for r in reports)

@@ -72,6 +72,9 @@
       ['tokens', big(s.tokens)], ['cost', D.cost.prices_set ? usd(s.cost_usd) : 'no prices set'],
       ['wall time', num(Math.round(s.wall_s || 0)) + ' s']
     ];
+    var h = s.holdout;
+    if (h) items.push([h.split + ' score of the best prompt (' + h.n + ' held-out examples; ' + h.elites + ' elites scored)',
+      num(h.best_test, 3)]);
     items.forEach(function (kv) {
       var k = add(box, el('div', 'kpi'));
       add(k, el('b', '', kv[1]));
@@ -519,6 +522,9 @@
   function renderAll() {
     byId = {};
     D.elites.forEach(function (e) { byId[e.id] = e; });
+    if (D.summary.holdout && !COLS.filter(function (c) { return c.key === 'test_score'; }).length) {
+      COLS.splice(2, 0, { key: 'test_score', label: 'test', num: 1, d: 3 });  // held-out score of each elite
+    }
     document.body.setAttribute('data-version', D.version || '');
     renderKpis();
     renderViews();

@@ -8,6 +8,7 @@ downloaded at run time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
@@ -86,6 +87,10 @@ class SentenceTransformerEmbedder:
         path = model or default_model_path()
         self.model_name = path
         self.batch_size = batch_size
+        with contextlib.suppress(ImportError, AttributeError):  # its "Loading weights" bar would cut the progress line
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
         try:
             self._model: Any = SentenceTransformer(path, device="cpu")
         except (OSError, ValueError) as e:  # not a local model folder: it would need the hub, which is off

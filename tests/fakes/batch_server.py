@@ -24,10 +24,12 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.app_thread import ServedApp
+
 __all__ = ["FakeBatches"]
 
 
-class FakeBatches:
+class FakeBatches(ServedApp):
     """The fake server (see the module docstring).
 
     Attributes:
@@ -36,6 +38,8 @@ class FakeBatches:
         delay_s: how long a job stays in progress; expire_after: lines answered by
             a job that expires (None: jobs do not expire); expire_jobs: how many jobs expire.
     """
+
+    thread_name = "fake-batches"
 
     def __init__(
         self,
@@ -62,10 +66,6 @@ class FakeBatches:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     # ------------------------------------------------------------------ handlers
     def _missing(self) -> web.Response:
@@ -177,57 +177,10 @@ class FakeBatches:
             batch["status"] = "cancelling"
         return web.json_response(batch)
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeBatches:
-        ready = threading.Event()
-
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/files", self._upload)
-            app.router.add_get("/v1/files/{id}/content", self._content)
-            app.router.add_post("/v1/batches", self._create)
-            app.router.add_get("/v1/batches/{id}", self._retrieve)
-            app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
-            runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                server = site._server
-                assert server is not None
-                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self._loop = asyncio.get_running_loop()
-                self._stopping = asyncio.Event()
-                ready.set()
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(serve())
-            finally:
-                ready.set()
-                loop.close()
-
-        self._thread = threading.Thread(target=main, daemon=True, name="fake-batches")
-        self._thread.start()
-        if not ready.wait(10) or self._stopping is None:
-            raise RuntimeError("fake Batches server did not start")
-        return self
-
-    def stop(self) -> None:
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        self._thread = None
-        if thread is None or loop is None or stopping is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(stopping.set)
-        thread.join(timeout=10)
-
-    def __enter__(self) -> FakeBatches:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    # ------------------------------------------------------------------ lifecycle (ServedApp)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{id}/content", self._content)
+        app.router.add_post("/v1/batches", self._create)
+        app.router.add_get("/v1/batches/{id}", self._retrieve)
+        app.router.add_post("/v1/batches/{id}/cancel", self._cancel)

@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.app_thread import ServedApp
+
 __all__ = ["EMBED_DIM", "FakeOpenAI", "Faults", "RateLimit", "Reply", "fake_embedding"]
 
 EMBED_DIM = 16
@@ -177,7 +179,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response(body, status=status, headers=headers)
 
 
-class FakeOpenAI:
+class FakeOpenAI(ServedApp):
     """A fake OpenAI-compatible endpoint (see the module docstring).
 
     Attributes:
@@ -202,6 +204,8 @@ class FakeOpenAI:
         rate_limit: a :class:`RateLimit` on chat requests (None: none); its 429s
             count under ``"429"`` in ``stats`` and use no script entry or fault draw.
     """
+
+    thread_name = "fake-openai"
 
     def __init__(
         self,
@@ -237,10 +241,6 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._start_error: BaseException | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def script(self, replies: list[str | Reply]) -> None:
         """Queues replies, answered in order before the responder is asked (and
@@ -419,62 +419,8 @@ class FakeOpenAI:
             {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "tests"}]}
         )
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeOpenAI:
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._chat)
-            app.router.add_post("/v1/embeddings", self._embeddings)
-            app.router.add_get("/v1/models", self._models)
-            runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                server = site._server
-                assert server is not None
-                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self._stopping = asyncio.Event()
-                ready.set()
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as e:  # surfaced by start() if it failed before ready
-                self._start_error = e
-            finally:
-                ready.set()
-                loop.close()
-
-        self._thread = threading.Thread(target=main, daemon=True, name="fake-openai")
-        self._thread.start()
-        if not ready.wait(10) or self._stopping is None:
-            self._thread = None
-            raise RuntimeError(f"fake OpenAI server did not start: {self._start_error!r}")
-        return self
-
-    def stop(self) -> None:
-        """Stops the server; hanging and delayed requests are released at once.
-        Safe to call twice."""
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        self._thread = None
-        if thread is None or loop is None or stopping is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop already closed
-            loop.call_soon_threadsafe(stopping.set)
-        thread.join(timeout=10)
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    # ------------------------------------------------------------------ lifecycle (ServedApp)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)

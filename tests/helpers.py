@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # Module-level on purpose: tests/campaign/test_operator_tuning.py swaps
 # run_campaign.__globals__["EndpointEmbedder"] (prefer run_campaign's ``embedder``).
 from qdsearch.campaign import Campaign
-from qdsearch.config import CampaignConfig, from_dict
+from qdsearch.config import CampaignConfig, EndpointConfig, from_dict
 from qdsearch.descriptors.embedding import EndpointEmbedder
 from qdsearch.runtime import make_runtime
 from qdsearch.seeds import load_seeds
@@ -145,3 +146,24 @@ def check_state(state: dict[str, Any]) -> None:
     assert state["failed_calls"] <= state["calls"]
     assert sum(r["children"] for r in state["ops"].values()) == state["children"]
     assert (state["lost"] == 0) == (state["lost_calls"] == 0), state
+
+
+T = TypeVar("T")
+
+
+def endpoint(url: str, **kw: Any) -> EndpointConfig:
+    """An endpoint at ``url`` (a fake server) with fast retries; ``kw`` overrides keys."""
+    base: dict[str, Any] = {"base_url": url, "model": "fake-model", "backoff_s": 0.01, "timeout_s": 5.0}
+    return EndpointConfig(**(base | kw))
+
+
+def run_client(client: Any, coro: Coroutine[Any, Any, T]) -> T:
+    """Runs ``coro`` in a fresh loop and closes the client's HTTP session there."""
+
+    async def go() -> T:
+        try:
+            return await coro
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,6 +20,8 @@ from qdsearch.measure import TagReject
 from qdsearch.operators import OperatorReject
 from qdsearch.types import Sample
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.helpers import endpoint as cfg
+from tests.helpers import run_client as run
 
 T = TypeVar("T")
 Make = Callable[..., FakeOpenAI]
@@ -28,18 +29,7 @@ MSG = [{"role": "user", "content": "answer with a number"}]
 
 
 def client_for(fake: FakeOpenAI, **kw: Any) -> LLMClient:
-    base: dict[str, Any] = {"base_url": fake.base_url, "model": "fake-model", "backoff_s": 0.01, "timeout_s": 5.0}
-    return LLMClient(EndpointConfig(**(base | kw)))
-
-
-def run(client: LLMClient, coro: Coroutine[Any, Any, T]) -> T:
-    async def go() -> T:
-        try:
-            return await coro
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return LLMClient(cfg(fake.base_url, **kw))
 
 
 def number(text: str, finish_reason: str | None) -> int:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qdsearch.config import CacheConfig, ConfigError, EndpointConfig, from_dict
+from qdsearch.config import CacheConfig, ConfigError, from_dict
 from qdsearch.llm import LLMClient
 from qdsearch.llm.ask import Reject, Task, ask
 from qdsearch.llm.cache import (
@@ -38,26 +38,13 @@ from qdsearch.llm.cache import (
     request_key,
 )
 from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.helpers import endpoint as cfg
+from tests.helpers import run_client as run
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 MSG = [{"role": "user", "content": "say hello"}]
 Make = Callable[..., FakeOpenAI]
-
-
-def cfg(url: str, **kw: Any) -> EndpointConfig:
-    base: dict[str, Any] = {"base_url": url, "model": "fake-model", "backoff_s": 0.01, "timeout_s": 5.0}
-    return EndpointConfig(**(base | kw))
-
-
-def run(client: LLMClient, coro: Coroutine[Any, Any, T]) -> T:
-    async def go() -> T:
-        try:
-            return await coro
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
 
 
 def chat1(client: LLMClient, *args: Any, **kw: Any) -> Any:

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -18,31 +18,15 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qdsearch.config import EndpointConfig
 from qdsearch.llm import CallRecord, LLMClient, LLMError
 from qdsearch.llm.client import response_format, retry_after_s
 from tests.fakes.openai_server import EMBED_DIM, FakeOpenAI, Faults, Reply, fake_embedding
+from tests.helpers import endpoint as cfg
+from tests.helpers import run_client as run
 
 T = TypeVar("T")
 MSG = [{"role": "user", "content": "say hello"}]
 Make = Callable[..., FakeOpenAI]
-
-
-def cfg(url: str, **kw: Any) -> EndpointConfig:
-    base: dict[str, Any] = {"base_url": url, "model": "fake-model", "backoff_s": 0.01, "timeout_s": 5.0}
-    return EndpointConfig(**(base | kw))
-
-
-def run(client: LLMClient, coro: Coroutine[Any, Any, T]) -> T:
-    """Runs ``coro`` in a fresh loop and closes the client's HTTP session there."""
-
-    async def go() -> T:
-        try:
-            return await coro
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
 
 
 def run_many(client: LLMClient, n: int, messages: Callable[[int], list[dict[str, str]]] = lambda i: MSG) -> list[Any]:

@@ -116,6 +116,16 @@ def _sync_auth_mode(auth: Any) -> None:
     loader.instance().reset_cache()
 
 
+def fresh_auth(ray: Any) -> None:
+    """Before this process starts a local Ray: its Ray sees ``RAY_AUTH_MODE`` and the
+    token sources as they are now. Ray caches the token it last loaded, so after
+    joining another cluster (with that cluster's ``RAY_AUTH_TOKEN``) a local start
+    would present the old token to its own new GCS and fail to start."""
+    auth = _auth(ray)
+    if auth is not None:
+        _sync_auth_mode(auth)
+
+
 def _probe(ray: Any, address: str) -> BaseException | None:
     """One GCS request to the cluster: None if it answered, else the authentication
     error (other failures are left to ``ray.init``, which reports them itself)."""

@@ -39,7 +39,7 @@ from qdsearch.domains import Domain
 from qdsearch.llm.limits import share_among
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job, Worker
-from qdsearch.runtime.cluster import ClusterError, connect
+from qdsearch.runtime.cluster import ClusterError, connect, fresh_auth
 from qdsearch.runtime.errors import JobLost
 from qdsearch.runtime.placement import feasible_nodes, pick_node, ray_resource_options
 from qdsearch.types import Candidate
@@ -114,6 +114,7 @@ class RayRuntime:
                 self._joined = True
             else:
                 before = _children(os.getpid())
+                fresh_auth(ray)  # a cluster joined earlier in this process leaves its token cached
                 ray.init(_node_ip_address="127.0.0.1", num_cpus=max(1, os.cpu_count() or 1), **kwargs)
                 self._started = True
                 self._watchdog = _start_watchdog(ray, sorted(_children(os.getpid()) - before))

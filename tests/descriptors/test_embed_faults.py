@@ -134,7 +134,7 @@ def test_embedding_endpoint_down_stops_cleanly_and_resumes(fake_openai: Any, tmp
         return world(req)
 
     fake.responder = goes_down
-    assert main(["run", str(cfg_path), "--quiet"]) == 0
+    assert main(["run", str(cfg_path), "--quiet"]) == 1  # could not go on (README, "Exit status")
     out = capfd.readouterr()
     assert "Traceback" not in out.err
     summary = [ln for ln in out.out.splitlines() if "embedding_failed" in ln]

@@ -16,18 +16,17 @@ In order of preference (:func:`token_counter`):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from qdsearch.config import EndpointConfig
+from qdsearch.quiet import quiet_stderr
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -107,7 +106,7 @@ def _gguf_counter(path: str) -> TokenCounter:
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    with _quiet_stderr():  # llama.cpp writes context warnings to fd 2 even when not verbose
+    with quiet_stderr():  # llama.cpp writes context warnings to fd 2 even when not verbose
         m = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
 
     def count(text: str) -> int:
@@ -128,22 +127,6 @@ def _gguf_counter(path: str) -> TokenCounter:
 
     return TokenCounter(f"GGUF vocabulary of {path.rsplit('/', 1)[-1]}", True, "the model's own tokenizer", count,
                         template=template)  # fmt: skip
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    try:
-        fd = os.dup(2)
-    except OSError:  # no stderr to quieten
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
 
 
 def is_embedded(ep: EndpointConfig) -> bool:

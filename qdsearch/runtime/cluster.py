@@ -33,6 +33,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+from qdsearch.quiet import quiet_stderr
+
 __all__ = ["ClusterError", "check", "check_cluster", "connect", "is_loopback", "split_address"]
 
 AUTH_HELP = (
@@ -142,23 +144,6 @@ def _probe(ray: Any, address: str) -> BaseException | None:
     return None
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Ray's C++ client logs a failed request on fd 2; the error raised says it better."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def check(ray: Any, address: str, where: str = "runtime.ray_address") -> bool:
     """Checks that this process can join the cluster at ``address`` (a ``host:port``),
     turning on token authentication where the module docstring says.
@@ -182,7 +167,7 @@ def check(ray: Any, address: str, where: str = "runtime.ray_address") -> bool:
     if auth is None:
         return keep
     mode, loader, _, current = auth
-    with _loopback_kept(ray, keep), _quiet_stderr():
+    with _loopback_kept(ray, keep), quiet_stderr():
         _sync_auth_mode(auth)
         err = _probe(ray, address)
         has_token = loader.instance().has_token(ignore_auth_mode=True)

@@ -13,11 +13,16 @@ Judge injection (``[judge] injection``): a child whose text tries to steer its j
 rejected as ``judge_injection`` before the judge is called (before the respond call
 too when the instruction or input is the culprit), or judged with its quality lowered by ``injection_penalty``; with ``"off"``
 it is judged as written.
+
+Batch mode (``[endpoint] batch = true``): the worker's clients of batch endpoints share
+one :class:`~qdsearch.llm.batching.Batcher` and every job is one of its callers, so the
+calls of the jobs running together go out as batch jobs (:mod:`qdsearch.llm.batching`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any
@@ -32,6 +37,8 @@ from qdsearch.judge import JudgeReject
 from qdsearch.judge.injection import penalize
 from qdsearch.judge.screening import require
 from qdsearch.llm.ask import Task, ask
+from qdsearch.llm.batch import check_batch_api
+from qdsearch.llm.batching import Batcher
 from qdsearch.llm.cache import call_site, open_cache
 from qdsearch.llm.client import LLMClient, LLMError
 from qdsearch.operators import CHILD_SCHEMA, OperatorReject, PromptOperator, check_response, resolve
@@ -82,6 +89,8 @@ class Worker:
     target: LLMClient = field(init=False)
     grader: LLMClient = field(init=False)
     domain: Domain = field(init=False)
+    # endpoint.batch: the batching transport the batch endpoints' clients share (None: no batch)
+    batcher: Batcher | None = field(init=False, default=None)
 
     def __post_init__(self, built_domain: Domain | None) -> None:
         cache = open_cache(self.cfg.cache)  # opened in this process (a Ray actor's own connection)
@@ -89,15 +98,33 @@ class Worker:
         # An empty base_url means "the same endpoint": one client, one connection pool.
         self.target = LLMClient(self.cfg.target, cache=cache) if self.cfg.target.base_url else self.client
         self.grader = LLMClient(self.cfg.grader, cache=cache) if self.cfg.grader.base_url else self.client
+        self._batch_clients()
         self.domain = built_domain if built_domain is not None else make_domain(self.cfg)
         require(self.cfg)  # judge.injection_check's model package, before any child
         if self.operators is None:
             self.operators = resolve(self.cfg.operators.names, domain_operators(self.cfg))
 
+    def _batch_clients(self) -> None:
+        """Gives the clients of batch endpoints one :class:`~qdsearch.llm.batching.Batcher`,
+        after asking each endpoint whether it has a batch API (a config error if not)."""
+        clients = [c for c in {id(c): c for c in (self.client, self.target, self.grader)}.values() if c.cfg.batch]
+        if not clients:
+            return
+        for c in clients:
+            check_batch_api(c.cfg.base_url, os.environ.get(c.cfg.api_key_env, ""), c.cfg.timeout_s)
+        self.batcher = Batcher()
+        for c in clients:
+            c.batcher = self.batcher
+
     async def run(self, job: Job) -> Candidate:
-        return await run_job(job, self)
+        if self.batcher is None:
+            return await run_job(job, self)
+        with self.batcher.caller():  # its calls join the batch jobs of the jobs running with it
+            return await run_job(job, self)
 
     async def aclose(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
         for c in {id(c): c for c in (self.client, self.target, self.grader)}.values():
             await c.aclose()
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qdsearch.config import CampaignConfig
+from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.events import FORECAST_WINDOW, Counters
 from qdsearch.types import Candidate
 
@@ -19,6 +19,13 @@ __all__ = ["FORECAST_QUANTILE", "FORECAST_WINDOW", "budget_left", "forecast"]
 
 # The quantile of the recent children's spend reserved for each child still running.
 FORECAST_QUANTILE = 0.9
+
+
+def _share(cfg: CampaignConfig, e: EndpointConfig) -> float:
+    """The share of ``e``'s price a call pays: its batch discount with ``batch = true``
+    (a target or grader without a base URL is the [endpoint]'s client)."""
+    via = e if e.base_url or e is cfg.endpoint else cfg.endpoint
+    return via.batch_discount if via.batch else 1.0
 
 
 def forecast(cfg: CampaignConfig, counters: Counters, n: int) -> tuple[float, float, float]:
@@ -32,14 +39,15 @@ def forecast(cfg: CampaignConfig, counters: Counters, n: int) -> tuple[float, fl
     what overshoots a cap; a mean hides them. Each call can use at most the
     request's own ``max_tokens`` of completion, so the forecast never exceeds
     ``n`` x calls x (prompt tokens per call + ``max_tokens``), priced at the
-    dearest endpoint. Before any child finished: the quantile over the seeds'
+    dearest endpoint (a batch endpoint at its discounted price: ``batch_discount``;
+    the children's spend is already logged at it). Before any child finished: the quantile over the seeds'
     calls, times the calls a child makes when all goes well.
     """
     c = counters
     eps = (cfg.endpoint, cfg.target, cfg.grader)
     max_out = max(e.max_tokens for e in eps)
-    price_in = max(e.price_in_per_mtok for e in eps) / 1e6
-    price_out = max(e.price_out_per_mtok for e in eps) / 1e6
+    price_in = max(e.price_in_per_mtok * _share(cfg, e) for e in eps) / 1e6
+    price_out = max(e.price_out_per_mtok * _share(cfg, e) for e in eps) / 1e6
     if c.recent:
         arr = np.asarray(c.recent, dtype=float)
         high = n * np.quantile(arr, FORECAST_QUANTILE, axis=0)

@@ -27,6 +27,14 @@ spend counts against the budgets, including the ones that had not started yet); 
 lost`` still holds, and ``next_child`` no longer equals ``submitted`` after a rerun.
 After a plain stop the ids never handed to the runtime are not counted at all.
 
+Batch mode (``endpoint.batch``): a generation's children all run at once, whatever
+``runtime.in_flight``, so each phase of the generation (operator calls, responses,
+judging) goes out as one provider batch job (:mod:`qdsearch.llm.batching`); the jobs'
+``batch`` events are written before they are polled, and a rerun generation's calls
+whose lines are in a job logged since its ``generation`` event are answered by polling
+that job. The children and the archive are the same as without batch (only the calls'
+cost is the discounted price).
+
 What stays nondeterministic: ``budget.max_wall_s`` and a stop request end a run at a
 moment in time; calls, tokens and cost lost in a crash count against those caps, so a
 resumed run under such a cap can end a generation sooner; a worker that dies or an
@@ -47,6 +55,7 @@ import numpy as np
 from qdsearch.campaign.budget import budget_left
 from qdsearch.campaign.state import CampaignError, CampaignState
 from qdsearch.config import CampaignConfig
+from qdsearch.config.endpoints import batched_sections
 from qdsearch.pipeline import Job
 from qdsearch.types import Candidate
 
@@ -54,6 +63,7 @@ if TYPE_CHECKING:
     from qdsearch.campaign.loop import Campaign
 
 __all__ = [
+    "BATCH_TYPES",
     "VOLATILE_CALL_FIELDS",
     "VOLATILE_FIELDS",
     "VOLATILE_TYPES",
@@ -76,6 +86,9 @@ VOLATILE_CALL_FIELDS = ("latency_s",)
 #: Event types that record the run's processes (sessions: wall time, children lost in
 #: a crash; reruns after a resume), not the search.
 VOLATILE_TYPES = ("session", "rerun")
+#: The batch jobs' events (``endpoint.batch``: :mod:`qdsearch.llm.batching`): which calls
+#: went out together, and under which provider ids, depends on timing; not the search.
+BATCH_TYPES = ("batch", "batch_done")
 
 
 def generation_rng(seed: int, index: int) -> np.random.Generator:
@@ -91,11 +104,12 @@ def child_id(n: int) -> str:
 def stable_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The event log without what records time or processes: events of
     :data:`VOLATILE_TYPES` dropped, :data:`VOLATILE_FIELDS` removed from every event and
-    :data:`VOLATILE_CALL_FIELDS` from every call record. Two generational runs of one
-    config and seed against a deterministic endpoint give equal stable events."""
+    :data:`VOLATILE_CALL_FIELDS` from every call record; the batch jobs' events
+    (:data:`BATCH_TYPES`) are dropped too. Two generational runs of one config and seed
+    against a deterministic endpoint give equal stable events."""
     out = []
     for ev in events:
-        if ev.get("type") in VOLATILE_TYPES:
+        if ev.get("type") in VOLATILE_TYPES or ev.get("type") in BATCH_TYPES:
             continue
         ev = {k: v for k, v in ev.items() if k not in VOLATILE_FIELDS}
         if isinstance(ev.get("calls"), list):
@@ -274,6 +288,8 @@ async def _generation(c: Campaign, jobs: list[Job], first: int, since_snapshot: 
         Whether every job was run (False: the run was interrupted).
     """
     cfg = c.cfg
+    # endpoint.batch: the whole generation runs at once, so each phase is one batch job
+    limit = max(cfg.runtime.in_flight, cfg.runtime.generation_size) if batched_sections(cfg) else cfg.runtime.in_flight
     chunks = _chunks(jobs, first, cfg.runtime.embed_batch)
     queue = list(jobs)
     pending: dict[asyncio.Future[Candidate], Job] = {}
@@ -295,7 +311,7 @@ async def _generation(c: Campaign, jobs: list[Job], first: int, since_snapshot: 
 
     try:
         while queue or pending:
-            while queue and len(pending) < cfg.runtime.in_flight and not _interrupted(c):
+            while queue and len(pending) < limit and not _interrupted(c):
                 job = queue.pop(0)
                 pending[asyncio.ensure_future(c.runtime.submit(job))] = job
                 c.stop_in_flight = [j.child_id for j in pending.values()]

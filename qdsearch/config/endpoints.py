@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from qdsearch.config.checks import _check, _check_retries
 
@@ -44,8 +44,21 @@ class EndpointConfig:
     # always `concurrency` in flight.
     adaptive_concurrency: bool = True
     min_concurrency: int = 1
+    # Provider batch API (OpenAI's Batch API and compatible servers: qdsearch.llm.batching):
+    # each phase of a generation goes out as one batch job (needs runtime.schedule =
+    # "generational" and runtime.kind = "inprocess"); batch_discount is the share of the
+    # price a batch line pays (0.5: half price), batch_poll_s how often a job is polled,
+    # batch_max_lines the most lines in one job (OpenAI: 50000), batch_max_jobs how many
+    # jobs a line may be in (failed and expired lines go into the next job) before it is
+    # asked as a single call.
+    batch: bool = False
+    batch_discount: float = 0.5
+    batch_poll_s: float = 10.0
+    batch_max_lines: int = 50000
+    batch_max_jobs: int = 3
 
     def validate(self, key: str) -> None:
+        _check_batch_keys(self, key)
         _check(self.concurrency >= 1, f"{key}.concurrency", f"must be >= 1, got {self.concurrency}")
         _check_rates(self, key)
         _check(
@@ -131,6 +144,49 @@ class EmbeddingConfig:
         if self.backend == "endpoint":
             _check(bool(self.base_url), f"{key}.base_url", "is required when backend = 'endpoint'")
             _check(bool(self.model), f"{key}.model", "is required when backend = 'endpoint'")
+
+
+def _check_batch_keys(cfg: EndpointConfig, key: str) -> None:
+    d = cfg.batch_discount
+    _check(isinstance(d, (int, float)) and 0 < d <= 1, f"{key}.batch_discount",
+           f"must be in (0, 1] (the share of the price a batch line pays, e.g. 0.5), got {d!r}")  # fmt: skip
+    _check(0 < cfg.batch_poll_s < math.inf, f"{key}.batch_poll_s", f"must be > 0 and finite, got {cfg.batch_poll_s}")
+    _check(cfg.batch_max_lines >= 1, f"{key}.batch_max_lines", f"must be >= 1, got {cfg.batch_max_lines}")
+    _check(cfg.batch_max_jobs >= 1, f"{key}.batch_max_jobs", f"must be >= 1, got {cfg.batch_max_jobs}")
+
+
+BATCH_SECTIONS = ("endpoint", "target", "grader")
+
+
+def batched_sections(cfg: Any) -> list[str]:
+    """The sections of a campaign config whose calls go out as batch jobs (``batch = true``)."""
+    return [k for k in BATCH_SECTIONS if getattr(cfg, k).batch]
+
+
+def check_batch(cfg: Any) -> None:
+    """The cross-section rules of batch mode (a :class:`~qdsearch.config.CampaignConfig`).
+
+    Raises:
+        ConfigError: naming the ``batch`` key: batch mode needs the generational schedule
+            (a generation's phases are the batch jobs) and the in-process runtime (the
+            jobs are collected, logged and resumed in the driver; Ray workers would each
+            make jobs of their own, unlogged); the embedded model server has no batch
+            API; a target or grader without a base URL is the [endpoint] itself.
+    """
+    for key in batched_sections(cfg):
+        e = getattr(cfg, key)
+        if key != "endpoint" and not e.base_url:
+            _check(False, f"{key}.batch", f"an empty {key}.base_url means [endpoint]: set endpoint.batch instead")
+        _check(bool(e.base_url), f"{key}.batch",
+               "the embedded model server has no batch API: set endpoint.base_url, or endpoint.batch = false")  # fmt: skip
+        sched = cfg.runtime.schedule
+        _check(sched == "generational", f"{key}.batch",
+               f"needs runtime.schedule = 'generational' (each phase of a generation is one batch job), "
+               f"got {sched!r}; or set {key}.batch = false")  # fmt: skip
+        kind = cfg.runtime.kind
+        _check(kind == "inprocess", f"{key}.batch",
+               f"needs runtime.kind = 'inprocess' (batch jobs are made, logged and resumed by the driver; "
+               f"its workers only wait), got {kind!r}")  # fmt: skip
 
 
 def _check_rates(cfg: EndpointConfig | EmbeddingConfig, key: str) -> None:

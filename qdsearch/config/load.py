@@ -14,7 +14,7 @@ from qdsearch.config.archive import ArchiveConfig
 from qdsearch.config.cache import CacheConfig
 from qdsearch.config.checks import _INT_MAX, _INT_MIN, ConfigError, _check, _show
 from qdsearch.config.domain import DomainConfig
-from qdsearch.config.endpoints import EmbeddingConfig, EndpointConfig, LocalModelConfig
+from qdsearch.config.endpoints import EmbeddingConfig, EndpointConfig, LocalModelConfig, check_batch
 from qdsearch.config.sections import (
     BudgetConfig,
     ExportConfig,
@@ -53,6 +53,7 @@ class CampaignConfig:
     def validate(self, key: str = "") -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(f.name)
+        check_batch(self)  # endpoint.batch needs the generational schedule, in process
 
 
 # --------------------------------------------------------------------------- loading

@@ -12,14 +12,18 @@ to ask as single calls or reject. The batch id is handed to ``on_submitted`` bef
 polling starts, so a caller that writes it down (the event log) can, after a crash,
 :meth:`BatchClient.resume` the job by polling it instead of paying for it again.
 
-An endpoint without a batch API answers 404: :class:`BatchUnavailable`, one line saying
-so and how to run without it. This module does no accounting; batch prices are the
+An endpoint without a batch API answers 404: :class:`BatchUnavailable` (a config error:
+bad input, exit status 2), one line saying so and how to run without it;
+:func:`check_batch_api` asks before a campaign starts. Polling and downloading ride out
+transient errors (connection, 429, 5xx) until ``max_wait_s``: a job already paid for is
+never given up for a network blip. This module does no accounting; batch prices are the
 endpoint's prices times its batch discount (:func:`batch_cost`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import time
@@ -27,14 +31,50 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TERMINAL", "BatchClient", "BatchUnavailable", "LineResult", "batch_cost", "job_lines"]
+from qdsearch.config import ConfigError
+
+__all__ = [
+    "TERMINAL",
+    "BatchClient",
+    "BatchUnavailable",
+    "LineResult",
+    "batch_cost",
+    "check_batch_api",
+    "job_lines",
+]
 
 # Batch statuses after which nothing changes.
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
-class BatchUnavailable(RuntimeError):
+class BatchUnavailable(ConfigError):
     """The endpoint has no batch API (it answered 404 to the Files or Batches endpoint)."""
+
+
+def _no_batch_api(base_url: str, what: str) -> BatchUnavailable:
+    return BatchUnavailable(
+        f"{base_url.rstrip('/')} has no batch API (404 on {what}): set endpoint.batch = false to run without it"
+    )
+
+
+def check_batch_api(base_url: str, api_key: str = "", timeout_s: float = 10.0) -> None:
+    """Asks the endpoint whether it has a batch API (``GET /batches?limit=1``), before any
+    job is made. Only a 404 (or 405) counts as no: any other failure (the endpoint is not
+    up yet, a 5xx) is left to the run, which retries.
+
+    Raises:
+        BatchUnavailable: the endpoint answered 404 or 405.
+    """
+    import openai
+
+    with openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0) as client:
+        try:
+            client.batches.list(limit=1)
+        except openai.APIStatusError as e:
+            if e.status_code in (404, 405):
+                raise _no_batch_api(base_url, "/batches") from None
+        except openai.APIError:
+            return
 
 
 @dataclass(frozen=True)
@@ -157,9 +197,28 @@ class BatchClient:
         await self._client.close()
 
     def _unavailable(self, what: str) -> BatchUnavailable:
-        return BatchUnavailable(
-            f"{self.base_url} has no batch API (404 on {what}): set endpoint.batch = false to run without it"
-        )
+        return _no_batch_api(self.base_url, what)
+
+    def _transient(self, e: BaseException) -> bool:
+        """Whether a polling or download error may pass (connection, timeout, 408, 429, 5xx)."""
+        o = self._openai
+        if isinstance(e, (o.APIConnectionError, o.APITimeoutError)):
+            return True
+        return isinstance(e, o.APIStatusError) and (e.status_code in (408, 409, 429) or e.status_code >= 500)
+
+    async def _patiently(self, what: str, call: Callable[[], Any], start: float) -> Any:
+        """``await call()``, again after transient errors until ``max_wait_s`` since ``start``."""
+        delay = min(self.poll_s, 1.0)
+        while True:
+            try:
+                return await call()
+            except self._openai.NotFoundError:
+                raise self._unavailable(what) from None
+            except Exception as e:
+                if not self._transient(e) or time.monotonic() - start > self.max_wait_s:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, max(self.poll_s, 1.0), 60.0)
 
     async def submit(self, requests: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
         """Uploads the requests as a JSONL file and creates a batch job on it.
@@ -193,10 +252,7 @@ class BatchClient:
         start = time.monotonic()
         cancelled = False
         while True:
-            try:
-                b = await self._client.batches.retrieve(batch_id)
-            except self._openai.NotFoundError:
-                raise self._unavailable(f"/batches/{batch_id}") from None
+            b = await self._patiently(f"/batches/{batch_id}", lambda: self._client.batches.retrieve(batch_id), start)
             if b.status in TERMINAL:
                 return b
             if not cancelled and time.monotonic() - start > self.max_wait_s:
@@ -207,10 +263,12 @@ class BatchClient:
     async def fetch(self, batch: Any) -> dict[str, LineResult]:
         """The results of a finished job's output and error files, by custom id."""
         out: dict[str, LineResult] = {}
+        start = time.monotonic()
         for key in ("error_file_id", "output_file_id"):  # an answer wins over an error
             fid = _field(batch, key)
             if fid:
-                content = await self._client.files.content(fid)
+                fetch: Callable[[], Any] = functools.partial(self._client.files.content, fid)
+                content = await self._patiently(f"/files/{fid}/content", fetch, start)
                 out.update(_parse_results(content.text, str(batch.id)))
         return out
 

@@ -102,6 +102,9 @@ class LLMClient:
         self._on_call = on_call
         self.limits = Limits.for_endpoint(cfg)  # this client's own RPM/TPM buckets and AIMD window
         self._client: openai.AsyncOpenAI | None = None
+        # endpoint.batch: chat calls (cache misses) go out as lines of batch jobs
+        # (qdsearch.llm.batching.Batcher; set by the worker), priced at cfg.batch_discount
+        self.batcher: Any = None
 
     # The openai client (and its aiohttp session) is bound to the running loop, so
     # it is made lazily on first use inside that loop.
@@ -274,7 +277,8 @@ class LLMClient:
             cache="hit",
             saved_prompt_tokens=reply.prompt_tokens,
             saved_completion_tokens=reply.completion_tokens,
-            saved_cost_usd=self._price(reply.prompt_tokens, reply.completion_tokens),
+            saved_cost_usd=self._price(reply.prompt_tokens, reply.completion_tokens)
+            * (self.cfg.batch_discount if self.batcher is not None else 1.0),
         )
         self._finish(record)
         return Completion(reply.text, reply.finish_reason, record, cache_key=found.key), found
@@ -351,15 +355,19 @@ class LLMClient:
         hit, key = self._cache_lookup(kwargs, tag, attempt)
         if hit is not None:
             return hit
-        client = self._openai()
+        line, discount = await self._batched(kwargs, tag, attempt, key) if self.batcher is not None else (None, 1.0)
         try:
-            tokens = estimate_tokens(kwargs["messages"], kwargs["max_tokens"])  # for TPM
-            resp, attempts, start = await self._with_retries(
-                lambda: create_chat(client, kwargs),
-                tag,
-                self.cfg.model,
-                tokens,  # the SDK call, minus its transform
-            )
+            if line is not None:  # answered by a batch job
+                resp, attempts, start = line
+            else:  # no batch, or a line no batch job answered: a single call at full price
+                client = self._openai()
+                tokens = estimate_tokens(kwargs["messages"], kwargs["max_tokens"])  # for TPM
+                resp, attempts, start = await self._with_retries(
+                    lambda: create_chat(client, kwargs),
+                    tag,
+                    self.cfg.model,
+                    tokens,  # the SDK call, minus its transform
+                )
         except LLMError as e:
             if key:
                 e.record = replace(e.record, cache="miss")
@@ -382,12 +390,36 @@ class LLMClient:
             attempts=attempts,
             outcome="ok",
             finish_reason=finish,
-            cost_usd=self._price(p_in, p_out),
+            cost_usd=self._price(p_in, p_out) * discount,
             cache="miss" if key else "",
         )
         self._finish(record)
         stored = self._cache_store(key, record, text) if choices else ""
         return Completion(text=text, finish_reason=finish, record=record, cache_key=stored)
+
+    async def _batched(
+        self, kwargs: dict[str, Any], tag: str, attempt: int, key: RequestKey | None
+    ) -> tuple[tuple[Any, int, float] | None, float]:
+        """A chat request as a line of a batch job: ((its completion, jobs it was in, start
+        time), the batch discount), or (None, 1.0) when it is to be asked as a single
+        call (it failed in every job for a reason that may pass).
+
+        Raises:
+            LLMError: the line failed for good (accounted, as a failed call is)."""
+        start = time.perf_counter()
+        line = await self.batcher.send(self.cfg, kwargs, tag, attempt)
+        if line.ok:
+            from qdsearch.llm.batching import as_completion
+
+            return (as_completion(line.body), line.jobs, start), self.cfg.batch_discount
+        if line.retryable:
+            return None, 1.0
+        outcome = f"http_{line.status}" if line.status else "batch_failed"
+        record = CallRecord(tag, self.cfg.model, 0, 0, time.perf_counter() - start, line.jobs, outcome,
+                            cache="miss" if key else "")  # fmt: skip
+        self._finish(record)
+        where = f" (batch {line.batch_id})" if line.batch_id else ""
+        raise LLMError(self.scrub(f"{tag or 'call'} to {self.cfg.base_url} failed{where}: {line.error}"), record)
 
     async def embed(self, texts: Sequence[str], model: str | None = None) -> np.ndarray:
         """Embeddings from the endpoint's ``/v1/embeddings``.

@@ -10,6 +10,12 @@ input file is answered by ``responder(body) -> str`` (a chat completion) unless
 into the error file as ``batch_expired``). ``no_batch_api`` answers 404 to every
 Files and Batches request, as a server without a batch API does. Runs aiohttp in a
 daemon thread, like :mod:`tests.fakes.openai_server`.
+
+So that a whole campaign can run against it, it also answers ``GET /v1/batches`` (the
+list: the batch API probe), single ``POST /v1/chat/completions`` calls (by the same
+responder; counted in ``single_calls``, with the custom-id-less bodies in ``singles``)
+and ``POST /v1/embeddings`` (the fake OpenAI server's vectors). ``fail_status`` is the
+status of a scripted line failure (500: retried in the next job; 400: failed for good).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.app_thread import ServedApp
+from tests.fakes.openai_server import fake_embedding
 
 __all__ = ["FakeBatches"]
 
@@ -50,6 +57,7 @@ class FakeBatches(ServedApp):
         expire_after: int | None = None,
         expire_jobs: int = 1,
         no_batch_api: bool = False,
+        fail_status: int = 500,
     ) -> None:
         self.responder = responder or (lambda body: "ok: " + str(body["messages"][-1]["content"]))
         self.delay_s = delay_s
@@ -57,6 +65,9 @@ class FakeBatches(ServedApp):
         self.expire_after = expire_after
         self.expire_jobs = expire_jobs
         self.no_batch_api = no_batch_api
+        self.fail_status = fail_status
+        self.single_calls = 0
+        self.singles: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.created = 0
@@ -140,17 +151,10 @@ class FakeBatches(ServedApp):
                             "error": {"code": code, "message": f"this request was not run: the batch was {final}"}})  # fmt: skip
             elif self.fail(cid, attempt):
                 err.append({"id": f"req-{k}", "custom_id": cid, "error": None,
-                            "response": {"status_code": 500, "request_id": f"r{k}",
+                            "response": {"status_code": self.fail_status, "request_id": f"r{k}",
                                          "body": {"error": {"message": "scripted failure"}}}})  # fmt: skip
             else:
-                content = self.responder(line["body"])
-                words = sum(len(str(m.get("content", "")).split()) for m in line["body"].get("messages", []))
-                body = {"id": f"chatcmpl-{k}", "object": "chat.completion", "created": int(time.time()),
-                        "model": line["body"].get("model", "fake"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                     "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": words, "completion_tokens": len(content.split()),
-                                  "total_tokens": words + len(content.split())}}  # fmt: skip
+                body = self._completion(line["body"], f"chatcmpl-{bid}-{k}")
                 out.append({"id": f"req-{k}", "custom_id": cid, "error": None,
                             "response": {"status_code": 200, "request_id": f"r{k}", "body": body}})  # fmt: skip
         out.reverse()  # results come in any order: clients map them by custom_id
@@ -162,6 +166,36 @@ class FakeBatches(ServedApp):
                     batch[key] = fid
             batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
             batch["status"] = final
+
+    def _completion(self, req: dict[str, Any], cid: str) -> dict[str, Any]:
+        content = self.responder(req)
+        words = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
+        return {"id": cid, "object": "chat.completion", "created": int(time.time()),
+                "model": req.get("model", "fake"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": words, "completion_tokens": len(content.split()),
+                          "total_tokens": words + len(content.split())}}  # fmt: skip
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        if self.no_batch_api:
+            return self._missing()
+        return web.json_response({"object": "list", "data": list(self.batches.values())[-1:], "has_more": False})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self._lock:
+            self.single_calls += 1
+            self.singles.append(body)
+        return web.json_response(self._completion(body, f"chatcmpl-single-{self.single_calls}"))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": fake_embedding(str(t))} for i, t in enumerate(inputs)]
+        n = sum(len(str(t).split()) for t in inputs)
+        return web.json_response({"object": "list", "data": data, "model": str(body.get("model") or "fake"),
+                                  "usage": {"prompt_tokens": n, "total_tokens": n}})  # fmt: skip
 
     async def _retrieve(self, request: web.Request) -> web.StreamResponse:
         if self.no_batch_api:
@@ -182,5 +216,8 @@ class FakeBatches(ServedApp):
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{id}/content", self._content)
         app.router.add_post("/v1/batches", self._create)
+        app.router.add_get("/v1/batches", self._list)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/batches/{id}", self._retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)

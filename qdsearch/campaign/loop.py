@@ -35,6 +35,7 @@ from qdsearch.descriptors.embedding import Embedder, EmbeddingError
 from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space
 from qdsearch.domains import Domain
 from qdsearch.events import SAMPLE_EVENTS, Counters, StepStats, step_stats
+from qdsearch.llm.batching import attach_journal
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import JobLost, Runtime
@@ -166,6 +167,8 @@ class Campaign:
                 return st
 
             self._generations = unfinished_generation(cfg, events, fresh)
+        # endpoint.batch: batch jobs are logged to the sink, and those of this log resumed
+        attach_journal(runtime, sink.append, events)
         self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, len(events)])
 
     # ----------------------------------------------------------------- the state's parts

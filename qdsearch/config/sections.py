@@ -205,9 +205,19 @@ class OperatorsConfig:
     # fails an elimination rule (e.g. returns its parent unchanged) is asked again,
     # freshly rendered, up to this many times before the child is rejected.
     max_attempts: int = 1
+    # A child's generated answer (instruction operators: the model answers the new
+    # task) cut off at endpoint.max_tokens is asked for once more with this many
+    # tokens, as seeds.retry_max_tokens does for seeds; the child is rejected as
+    # truncated_response only if that answer is cut off too. 0: no second call.
+    answer_retry_max_tokens: int = 0
 
     def validate(self, key: str) -> None:
         _check(len(self.names) >= 1, f"{key}.names", "must name at least one operator")
+        _check(
+            isinstance(self.answer_retry_max_tokens, int) and self.answer_retry_max_tokens >= 0,
+            f"{key}.answer_retry_max_tokens",
+            f"must be an integer >= 0, got {self.answer_retry_max_tokens!r}",
+        )
         _check(
             isinstance(self.max_attempts, int) and 1 <= self.max_attempts <= 10,
             f"{key}.max_attempts",

@@ -63,12 +63,26 @@ class InstructionDomain:
         return await respond_and_judge(sample, ctx)
 
 
+def _retry_limit(sample: Sample, ctx: EvalContext, seed_retry: bool) -> int:
+    """The token limit a second answer gets after the first was cut off (0: no second call).
+
+    A seed (with ``seed_retry``): ``seeds.retry_max_tokens``, or four times
+    ``endpoint.max_tokens``. A child: ``operators.answer_retry_max_tokens`` (0 by
+    default).
+    """
+    if sample.operator == SEED_OPERATOR and not sample.parent_id:
+        return (ctx.cfg.seeds.retry_max_tokens or 4 * ctx.client.cfg.max_tokens) if seed_retry else 0
+    return ctx.cfg.operators.answer_retry_max_tokens if sample.parent_id else 0
+
+
 async def respond(sample: Sample, ctx: EvalContext, system: str = "", *, seed_retry: bool = False) -> Sample:
     """The sample with a generated response (unchanged if it has one).
 
-    With ``seed_retry``, a seed's answer cut off by the token limit is asked for once
-    more with ``seeds.retry_max_tokens`` (a user's seed is not dropped for a limit
-    meant for children); a child's is rejected as ``truncated_response``.
+    An answer cut off by the token limit is asked for once more with a larger one
+    (:func:`_retry_limit`): a seed's with ``seed_retry`` (``seeds.retry_max_tokens``: a
+    user's seed is not dropped for a limit meant for children), a child's when
+    ``operators.answer_retry_max_tokens`` is set. The second answer must end within
+    it, or the sample is rejected as ``truncated_response`` as before.
 
     Raises:
         OperatorReject: the (last) response is unusable (``check_response``'s reasons).
@@ -79,8 +93,8 @@ async def respond(sample: Sample, ctx: EvalContext, system: str = "", *, seed_re
         {"role": "user", "content": sample.prompt_text()}
     ]
     comp = await ctx.chat(ctx.client, messages, tag="respond")
-    if seed_retry and comp.finish_reason == "length" and sample.operator == SEED_OPERATOR and not sample.parent_id:
-        limit = ctx.cfg.seeds.retry_max_tokens or 4 * ctx.client.cfg.max_tokens
+    limit = _retry_limit(sample, ctx, seed_retry) if comp.finish_reason == "length" else 0
+    if limit:
         comp = await ctx.chat(ctx.client, messages, tag="respond", max_tokens=limit)
     sample = dataclasses.replace(sample, response=comp.text.strip())
     reason = check_response(comp.text, comp.finish_reason)

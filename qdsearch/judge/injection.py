@@ -38,7 +38,19 @@ import functools
 import re
 from dataclasses import dataclass
 
-from qdsearch.judge.patterns import ML_PATTERNS, NEEDLES, PATTERNS, QUOTE, SQUASHED, WORD, squash
+from qdsearch.judge.lexicon import Gate
+from qdsearch.judge.patterns import (
+    ML_PATTERNS,
+    NEEDLES,
+    PATTERNS,
+    QUOTE,
+    SQUASHED,
+    WORD,
+    LiteralGate,
+    gate_of,
+    gate_text,
+    squash,
+)
 from qdsearch.judge.textviews import MAX_CHARS, fold, views, visible
 from qdsearch.llm.ask import Reject as JudgeReject
 from qdsearch.types import Judgement, Sample
@@ -63,6 +75,8 @@ FAMILIES = (
 )
 
 _FIELDS = ("instruction", "input", "response")
+_Entry = tuple[str, re.Pattern[str], tuple[str, ...], LiteralGate]  # family, pattern, needles, gate
+_MLEntry = tuple[str, re.Pattern[str], Gate, LiteralGate]  # family, pattern, word gate, gate
 _MAX_CHARS = MAX_CHARS  # longer text is scanned on its first and last 100k characters
 
 
@@ -96,25 +110,43 @@ def _excerpt(s: str) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
+@functools.cache
+def _tables() -> tuple[tuple[_Entry, ...], tuple[_MLEntry, ...]]:
+    """:data:`PATTERNS` and :data:`ML_PATTERNS` with each pattern's needles and literal
+    gate, looked up once (hashing a compiled pattern, as a dict lookup by pattern
+    does, hashes its whole program: 5-25 us each, per view) and derived on the first
+    scan."""
+    plain = tuple((family, pat, NEEDLES.get(pat, ()), gate_of(pat)) for family, pat in PATTERNS)
+    ml = tuple((family, pat, gate, gate_of(pat)) for family, pat, gate in ML_PATTERNS)
+    return plain, ml
+
+
 def _scan_text(text: str, field: str) -> list[Flag]:
     flags: list[Flag] = []
     seen: set[str] = set()
+    plain, ml = _tables()
     for layer, view in views(text):
         tag = "" if layer in ("plain", "folded") else f"[{layer.replace('+folded', '')}] "
         low = view.lower()
-        for family, pat in PATTERNS:
+        # A pattern whose literal parts are not all in the view cannot match it
+        # (patterns.literal_gate: derived from the pattern, a necessary condition):
+        # its search is skipped, and the flags are the same as without the gates.
+        is_ascii = view.isascii()
+        gated = low if is_ascii else gate_text(view)
+        for family, pat, needles, literals in plain:
             if family in seen:
                 continue
-            needles = NEEDLES.get(pat)
             if needles and not any(n in low for n in needles):
+                continue
+            if not literals.may_match(gated, is_ascii):
                 continue
             m = pat.search(view)
             if m:
                 seen.add(family)
                 flags.append(Flag(family, field, _excerpt(tag + m.group(0))))
         tokens: set[str] | None = None
-        for family, pat, gate in ML_PATTERNS:
-            if family in seen:
+        for family, pat, gate, literals in ml:
+            if family in seen or not literals.may_match(gated, is_ascii):
                 continue
             if tokens is None:
                 tokens = set(WORD.findall(low))

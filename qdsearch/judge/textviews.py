@@ -68,6 +68,7 @@ _LOOKALIKES = str.maketrans(
 # Unicode "tag" characters (U+E0020-U+E007E) spell ASCII invisibly; a model's
 # tokenizer still reads them.
 _TAG_FIRST, _TAG_LAST = 0xE0020, 0xE007E
+_TAG_CHARS = re.compile(f"[{chr(_TAG_FIRST)}-{chr(_TAG_LAST)}]")
 _SPACES = re.compile(r"[^\S\n]+")
 # Markdown emphasis and code marks (a judge reads "**Verdict:**" as "Verdict:"); an
 # underscore inside a word (snake_case, <|eot_id|>) stays.
@@ -317,7 +318,7 @@ def views(text: str, depth: int = 2) -> list[tuple[str, str]]:
         return p
 
     frontier = [("", add("plain", text))]
-    hidden = "".join(chr(ord(c) - 0xE0000) for c in text if _TAG_FIRST <= ord(c) <= _TAG_LAST)
+    hidden = "" if text.isascii() else "".join(chr(ord(c) - 0xE0000) for c in _TAG_CHARS.findall(text))
     if len(hidden) >= 3:
         frontier.append(("tags", add("tags", hidden)))
     for _ in range(max(0, depth)):

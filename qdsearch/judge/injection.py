@@ -237,8 +237,10 @@ def neutralize(text: str) -> str:
         if not isinstance(text, str):
             text = str(text)
         out = visible(text)
+        low, is_ascii = gate_text(out), out.isascii()
         for pat, repl in _DEFANG:
-            out = pat.sub(repl, out)
+            if gate_of(pat).may_match(low, is_ascii):  # else it cannot match: the text is unchanged
+                out = pat.sub(repl, out)
         return out
     except (RecursionError, MemoryError, ValueError, TypeError):
         return "[text removed: could not be neutralised]"

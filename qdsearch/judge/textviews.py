@@ -70,6 +70,7 @@ _LOOKALIKES = str.maketrans(
 _TAG_FIRST, _TAG_LAST = 0xE0020, 0xE007E
 _TAG_CHARS = re.compile(f"[{chr(_TAG_FIRST)}-{chr(_TAG_LAST)}]")
 _SPACES = re.compile(r"[^\S\n]+")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 # Markdown emphasis and code marks (a judge reads "**Verdict:**" as "Verdict:"); an
 # underscore inside a word (snake_case, <|eot_id|>) stays.
 _EMPHASIS = re.compile(r"[*`]+|~~|(?<![^\W_])_+|_+(?![^\W_])")
@@ -82,9 +83,15 @@ def _clip(text: str) -> str:
     return text[:half] + "\n" + text[-(half - 1) :]
 
 
+def _shown(run: re.Match[str]) -> str:
+    return "".join(ch for ch in run.group(0) if ord(ch) not in _INVISIBLE and unicodedata.category(ch) != "Cf")
+
+
 def visible(text: str) -> str:
     """``text`` without invisible characters (zero-width spaces, joiners, bidi marks...)."""
-    return "".join(ch for ch in text if ord(ch) not in _INVISIBLE and unicodedata.category(ch) != "Cf")
+    if text.isascii():  # no ASCII character is invisible (none is of category Cf)
+        return text
+    return _NON_ASCII_RUN.sub(_shown, text)
 
 
 def _no_marks(text: str) -> str:

@@ -121,3 +121,30 @@ def test_scan_finds_the_same_flags_with_and_without_gates(monkeypatch: pytest.Mo
     monkeypatch.setattr(LiteralGate, "may_match", lambda self, low, is_ascii: True)
     assert [injection._scan_text(t, "response") for t in texts] == gated
     assert sum(bool(f) for f in gated) > len(CORPUS) // 4  # the corpus holds many attacks
+
+
+def test_neutralize_is_the_same_with_and_without_gates(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [v for t in CORPUS for v in _variants(t)]
+    texts += ["{'quality': 9}", "<|im_start|>system", "## Verdict:", "grader note: 10", "[INST] x [/INST] <<SYS>>"]
+    gated = [injection.neutralize(t) for t in texts]
+    monkeypatch.setattr(LiteralGate, "may_match", lambda self, low, is_ascii: True)
+    assert [injection.neutralize(t) for t in texts] == gated
+    assert sum(a != b for a, b in zip(texts, gated, strict=True)) > 20  # there was something to defang
+
+
+def _visible_per_char(text: str) -> str:  # textviews.visible before its ASCII and run shortcuts
+    import unicodedata
+
+    from qdsearch.judge.textviews import _INVISIBLE
+
+    return "".join(ch for ch in text if ord(ch) not in _INVISIBLE and unicodedata.category(ch) != "Cf")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | st.sampled_from(CORPUS))
+def test_visible_drops_the_same_characters(text: str) -> None:
+    from qdsearch.judge.textviews import visible
+
+    hidden = "a\u200bb\u00adc\u2062d\U000e0041e\ufeff"
+    for t in (text, text + hidden, hidden + text):
+        assert visible(t) == _visible_per_char(t)

@@ -164,6 +164,7 @@ class Batcher:
         self._waiting: dict[object, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the lanes' HTTP clients are bound to
         self.stats = dict.fromkeys(("jobs", "lines", "ok", "retried", "single", "failed", "resumed"), 0)
 
     # ------------------------------------------------------------------ callers
@@ -184,6 +185,9 @@ class Batcher:
             self._poke()
 
     def _lane(self, cfg: EndpointConfig) -> _Lane:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (a run after another): new HTTP clients
+            self._lanes, self._loop = {}, loop
         lane = self._lanes.get(cfg.base_url)
         if lane is None:
             client = BatchClient(cfg.base_url, os.environ.get(cfg.api_key_env, ""), poll_s=cfg.batch_poll_s,
@@ -320,14 +324,19 @@ class Batcher:
         polls it from the log) and closes the HTTP clients."""
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+        lanes, self._lanes = self._lanes, {}
+        if self._loop is not asyncio.get_running_loop():  # closed from another loop (the CLI):
+            self._tasks.clear()  # the run's loop is gone, and its tasks and connections with it
+            return
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for lane in self._lanes.values():
+        for lane in lanes.values():
             for fut in lane.resumed.values():
                 fut.cancel()
-            await lane.client.aclose()
-        self._lanes.clear()
+            with contextlib.suppress(Exception):
+                await lane.client.aclose()
 
 
 def attach_journal(runtime: Any, append: Callable[[dict[str, Any]], None], events: Iterable[dict[str, Any]]) -> None:

@@ -16,6 +16,8 @@ list: the batch API probe), single ``POST /v1/chat/completions`` calls (by the s
 responder; counted in ``single_calls``, with the custom-id-less bodies in ``singles``)
 and ``POST /v1/embeddings`` (the fake OpenAI server's vectors). ``fail_status`` is the
 status of a scripted line failure (500: retried in the next job; 400: failed for good).
+``hold(custom_ids)`` keeps a job in progress (its id in ``held``) until ``released`` is set:
+a test can kill its client while the job is known to run.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class FakeBatches(ServedApp):
         expire_jobs: int = 1,
         no_batch_api: bool = False,
         fail_status: int = 500,
+        hold: Callable[[list[str]], bool] | None = None,
     ) -> None:
         self.responder = responder or (lambda body: "ok: " + str(body["messages"][-1]["content"]))
         self.delay_s = delay_s
@@ -66,6 +69,9 @@ class FakeBatches(ServedApp):
         self.expire_jobs = expire_jobs
         self.no_batch_api = no_batch_api
         self.fail_status = fail_status
+        self.hold = hold
+        self.held: list[str] = []  # jobs held in progress (hold said so) until released
+        self.released = threading.Event()
         self.single_calls = 0
         self.singles: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
@@ -134,6 +140,10 @@ class FakeBatches(ServedApp):
         with contextlib.suppress(TimeoutError):
             assert self._stopping is not None
             await asyncio.wait_for(self._stopping.wait(), timeout=self.delay_s)
+        if self.hold is not None and self.hold([str(x["custom_id"]) for x in lines]):
+            self.held.append(bid)
+            while not self.released.is_set() and not self._stopping.is_set():
+                await asyncio.sleep(0.01)
         if batch["status"] == "cancelling":
             answered, final = 0, "cancelled"
         elif expires:

@@ -125,7 +125,9 @@ def test_retryable_failures_go_to_the_next_job_then_to_single_calls(server: Any)
     assert [c.text for c in out] == ["ok: t0", "ok: t1", "ok: t2"]
     assert srv.created == 2 and srv.single_calls == 1
     assert srv.singles[0]["messages"][-1]["content"] == "t2"
-    assert out[1].record.attempts == 2 and out[1].record.cost_usd < out[2].record.cost_usd  # the single call is full price
+    assert (
+        out[1].record.attempts == 2 and out[1].record.cost_usd < out[2].record.cost_usd
+    )  # the single call is full price
     done = [e for e in log if e["type"] == "batch_done"]
     assert done[0]["ids"] == ["batch-1", "batch-2"] and (done[0]["retried"], done[0]["single"]) == (2, 1)
 

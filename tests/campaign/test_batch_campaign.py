@@ -164,6 +164,40 @@ def test_a_batch_run_makes_the_same_children_at_half_the_cost(batches: Any, tmp_
         assert b.index(j) < first_done
 
 
+def test_expired_jobs_and_failed_lines_lose_no_child(batches: Any, tmp_path: Path) -> None:
+    """The first job expires with 2 of its lines answered, child 3's lines fail once with a
+    500 (retried in the next job), child 5's judging fails for good (400): every line is
+    answered by a later job or rejects its child with a reason; nothing is dropped. The seeds
+    and the first generation are as in a run without faults (child 5's rejection changes
+    the archive the next generation is drawn from)."""
+    clean = batches()
+    _, store = run_campaign(from_dict(batch_config(clean.base_url, tmp_path, "clean")))
+    store.close()
+
+    def fail(cid: str, attempt: int) -> int:
+        if cid.startswith("c0000005-judge"):
+            return 400
+        return 500 if cid.startswith("c0000003-") and attempt == 1 else 0
+
+    flaky = batches(expire_after=2, expire_jobs=1, fail=fail)
+    campaign, store = run_campaign(from_dict(batch_config(flaky.base_url, tmp_path, "flaky")))
+    store.close()
+    assert campaign.counters.children == CHILDREN and flaky.batches["batch-1"]["status"] == "expired"
+    a = {e["id"]: e for e in events_of(tmp_path / "archives" / "clean") if e["type"] in ("seed", "child")}
+    b = {e["id"]: e for e in events_of(store.path) if e["type"] in ("seed", "child")}
+    assert sorted(a) == sorted(b)
+    assert b["c0000005"]["reject"].startswith("llm_http_400") and "batch-" in b["c0000005"]["detail"]
+    first = {cid for cid in a if not cid.startswith("c") or int(cid[1:]) < GEN}  # later ones drew from another archive
+    for cid in first - {"c0000005"}:
+        assert (a[cid]["instruction"], a[cid]["response"], a[cid]["quality"]) == (
+            b[cid]["instruction"], b[cid]["response"], b[cid]["quality"]), cid  # fmt: skip
+    assert any(c["attempts"] == 2 for c in b["c0000003"]["calls"])  # answered by its second job
+    done = [e for e in events_of(store.path) if e["type"] == "batch_done"]
+    assert sum(d["lines"] for d in done) == sum(d["ok"] + d["single"] + d["failed"] for d in done)
+    assert sum(d["retried"] for d in done) >= 2 and sum(d["failed"] for d in done) >= 1
+    assert flaky.single_calls == 0  # every retryable line was answered within batch_max_jobs
+
+
 def test_an_endpoint_without_a_batch_api_is_bad_input_before_any_job(batches: Any, tmp_path: Path) -> None:
     srv = batches(no_batch_api=True)
     cfg = from_dict(batch_config(srv.base_url, tmp_path, "r"))

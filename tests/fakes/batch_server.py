@@ -15,7 +15,8 @@ So that a whole campaign can run against it, it also answers ``GET /v1/batches``
 list: the batch API probe), single ``POST /v1/chat/completions`` calls (by the same
 responder; counted in ``single_calls``, with the custom-id-less bodies in ``singles``)
 and ``POST /v1/embeddings`` (the fake OpenAI server's vectors). ``fail_status`` is the
-status of a scripted line failure (500: retried in the next job; 400: failed for good).
+status of a scripted line failure (500: retried in the next job; 400: failed for good);
+``fail`` may also return the status itself.
 ``hold(custom_ids)`` keeps a job in progress (its id in ``held``) until ``released`` is set:
 a test can kill its client while the job is known to run.
 """
@@ -55,7 +56,7 @@ class FakeBatches(ServedApp):
         responder: Callable[[dict[str, Any]], str] | None = None,
         *,
         delay_s: float = 0.05,
-        fail: Callable[[str, int], bool] | None = None,
+        fail: Callable[[str, int], bool | int] | None = None,
         expire_after: int | None = None,
         expire_jobs: int = 1,
         no_batch_api: bool = False,
@@ -159,9 +160,10 @@ class FakeBatches(ServedApp):
                 code = "batch_expired" if final == "expired" else "batch_cancelled"
                 err.append({"id": f"req-{k}", "custom_id": cid, "response": None,
                             "error": {"code": code, "message": f"this request was not run: the batch was {final}"}})  # fmt: skip
-            elif self.fail(cid, attempt):
+            elif failed := self.fail(cid, attempt):
+                status = self.fail_status if failed is True else int(failed)
                 err.append({"id": f"req-{k}", "custom_id": cid, "error": None,
-                            "response": {"status_code": self.fail_status, "request_id": f"r{k}",
+                            "response": {"status_code": status, "request_id": f"r{k}",
                                          "body": {"error": {"message": "scripted failure"}}}})  # fmt: skip
             else:
                 body = self._completion(line["body"], f"chatcmpl-{bid}-{k}")

@@ -7,6 +7,10 @@ Layout of ``archives/<run>/``::
     projection.npz     the frozen topic projection
     centroids.npy      CVT centroids (CVT archives only)
     events.jsonl       append-only log of every seed and child, accepted or not
+    events-NNNNNN.jsonl.gz  the log's closed segments, before events.jsonl (a log past
+                       RunStore.segment_bytes is moved there, compressed, at a snapshot)
+    checkpoint.json    the replay's fold at a byte offset of the log, and the elites then
+                       (qdsearch.checkpoint: resume reads only the log after it)
     elites.parquet     latest atomic snapshot of the archive's elites
     state.json         counters at the latest snapshot
     stats.csv          one row per step (QD-score, coverage, calls, tokens...)
@@ -43,6 +47,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from qdsearch.checkpoint import LogFold, closed_segments, iter_segment, segment_name, selector_for
 from qdsearch.config import CampaignConfig, load_config, to_dict
 from qdsearch.descriptors.space import TopicSpace, load_topic_space
 from qdsearch.stats import operator_table
@@ -190,8 +195,22 @@ def _changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+# The columns of qdsearch.archive.elites_frame a checkpoint restores an archive from.
+CHECKPOINT_COLUMNS = ("id", "instruction", "input", "response", "quality", "complexity", "measures", "cell",
+                      "operator", "parent_id", "generation")  # fmt: skip
+
+
 class RunStore:
-    """One campaign folder. Holds an exclusive lock while open for writing."""
+    """One campaign folder. Holds an exclusive lock while open for writing.
+
+    Attributes:
+        segment_bytes: at a snapshot that wrote a checkpoint at the end of a log that has
+            grown to this size, the log is closed as a segment and compressed (gzip), and
+            a new ``events.jsonl`` begun; the segments and ``events.jsonl`` are one log to
+            every reader (:meth:`events`).
+    """
+
+    segment_bytes = 64 * 2**20
 
     def __init__(self, path: Path, cfg: CampaignConfig) -> None:
         self.path = path
@@ -199,6 +218,11 @@ class RunStore:
         self._lock: BinaryIO | None = None
         self._events: BinaryIO | None = None
         self._since_sync = 0
+        # The fold of every event logged (qdsearch.checkpoint), kept up to date by append
+        # and written with each snapshot; None: no checkpoint is written (the folder was
+        # opened without one, or an append failed).
+        self._fold: LogFold | None = None
+        self._offset = 0  # bytes of the log the fold covers
 
     # ------------------------------------------------------------------ open/create
     @classmethod
@@ -226,6 +250,7 @@ class RunStore:
         store._acquire()
         atomic_write(path / "config.toml", dumps_toml(to_dict(cfg)).encode())
         store._write_fingerprint()
+        store.follow(LogFold(selector_for(cfg)))
         return store
 
     @classmethod
@@ -298,7 +323,7 @@ class RunStore:
         """
         p = self.path / "projection.npz"
         ev = self.path / "events.jsonl"
-        logged = ev.is_file() and ev.stat().st_size > 0
+        logged = (ev.is_file() and ev.stat().st_size > 0) or bool(closed_segments(self.path))
         snapshots = [n for n in ("state.json", "elites.parquet") if (self.path / n).is_file()]
         if not p.is_file():
             if logged or snapshots:
@@ -352,15 +377,70 @@ class RunStore:
             self._events = open(self.path / "events.jsonl", "ab")  # noqa: SIM115
         return self._events
 
+    def follow(self, fold: LogFold) -> None:
+        """Keeps ``fold``, the fold of the whole log as it is now (its own copy, not the
+        campaign's counters), up to date with every event appended, and writes it as
+        the checkpoint with each :meth:`snapshot`."""
+        p = self.path / "events.jsonl"
+        self._fold, self._offset = fold, (p.stat().st_size if p.is_file() else 0)
+
     def append(self, event: dict[str, Any]) -> None:
         """Appends one event as a JSON line; written through to the OS at once."""
-        f = self._events_file()
-        f.write(json.dumps(event, ensure_ascii=False, allow_nan=False).encode() + b"\n")
-        f.flush()
+        try:
+            f = self._events_file()
+            line = json.dumps(event, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+            f.write(line)
+            f.flush()
+        except BaseException:
+            # The log may hold part of the line, or miss an event the campaign's archive
+            # took in: no checkpoint (of the snapshot's elites) past it.
+            self._fold = None
+            raise
+        if self._fold is not None:
+            self._offset += len(line)
+            try:
+                self._fold.update(event)
+            except (KeyError, TypeError, ValueError, AttributeError):  # not an event the fold knows
+                self._fold = None
         self._since_sync += 1
         if self._since_sync >= 64:
             os.fsync(f.fileno())
             self._since_sync = 0
+
+    def repair(self) -> None:
+        """Cuts a torn last record off the log, as :meth:`events` with ``repair`` does,
+        reading only the log's end: a fragment after the last newline, or a last complete
+        line that does not parse."""
+        p = self.path / "events.jsonl"
+        if not p.is_file():
+            return
+        with open(p, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            end, tail = size, b""
+            while end > 0:  # read back to the start of the last complete line
+                start = max(0, end - 65536)
+                f.seek(start)
+                tail = f.read(end - start) + tail
+                end = start
+                whole = tail.endswith(b"\n")
+                if (not whole and b"\n" in tail) or (whole and b"\n" in tail.rstrip(b"\n")):
+                    break
+            base = size - len(tail)
+            cut = tail.rfind(b"\n") + 1
+            if cut < len(tail):  # a fragment without its newline
+                f.truncate(base + cut)
+                return
+            body = tail.rstrip(b"\n")
+            line_start = body.rfind(b"\n") + 1
+            last = body[line_start:]
+            if not last.strip():
+                return
+            try:
+                ok = isinstance(json.loads(last), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                f.truncate(base + line_start)
 
     def events(self, *, repair: bool = False) -> Iterator[dict[str, Any]]:
         """Yields the logged events in order.
@@ -371,6 +451,11 @@ class RunStore:
         Raises:
             StoreError: a malformed line before the last one (names the line).
         """
+        for seg in closed_segments(self.path):  # closed whole: no torn line
+            try:
+                yield from iter_segment(seg)
+            except (ValueError, OSError, EOFError) as e:
+                raise StoreError(f"{e}") from None
         p = self.path / "events.jsonl"
         if not p.is_file():
             return
@@ -415,6 +500,52 @@ class RunStore:
         if state.get("ops"):
             items.append((self.path / "operators.csv", operator_table(state["ops"]).to_csv(index=False).encode()))
         _atomic_write_all(items)
+        fold = self._fold
+        # Under the generational schedule a resume draws an unfinished generation again
+        # from the log at its start: a checkpoint only where the last one is complete.
+        if fold is not None and not (self.cfg.runtime.schedule == "generational" and fold.generation_open):
+            from qdsearch import checkpoint
+
+            if set(CHECKPOINT_COLUMNS) <= set(elites.columns):  # a campaign's elites (not a test's table)
+                checkpoint.write(self.path, fold, elites, self._offset)
+                if self._offset >= self.segment_bytes:
+                    self._close_segment()
+                    checkpoint.write(self.path, fold, elites, 0)
+
+    def _close_segment(self) -> None:
+        """Moves ``events.jsonl`` to the next closed segment and compresses it. Every
+        step leaves a whole log behind: the rename makes it a plain segment (no
+        ``events.jsonl`` until the next append), the compressed copy is written
+        atomically, and only then is the plain one removed (while both are there,
+        readers take the plain one)."""
+        import gzip
+        import shutil
+
+        if self._events is not None:
+            self._events.flush()
+            os.fsync(self._events.fileno())
+            self._events.close()
+            self._events = None
+        number = len(closed_segments(self.path)) + 1
+        plain = self.path / segment_name(number, compressed=False)
+        os.replace(self.path / "events.jsonl", plain)
+        _fsync_dir(self.path)
+        self._offset = 0
+        packed = self.path / segment_name(number)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{packed.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as raw, open(plain, "rb") as src:
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as z:
+                    shutil.copyfileobj(src, z, 1 << 20)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, packed)
+        except BaseException:
+            with _suppress():
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.path)
+        os.unlink(plain)
 
     def read_state(self) -> dict[str, Any]:
         """The counters of the latest snapshot (``state.json``); ``{}`` before the first.
@@ -445,6 +576,14 @@ class RunStore:
     def read_stats(self) -> pd.DataFrame:
         p = self.path / "stats.csv"
         return pd.read_csv(p) if p.is_file() else pd.DataFrame()
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from qdsearch.campaign import Campaign, StepStats
+    from qdsearch.checkpoint import ResumeLog
     from qdsearch.descriptors.embedding import Embedder
     from qdsearch.descriptors.space import TopicSpace
     from qdsearch.domains import Domain
@@ -108,7 +109,8 @@ class Session:
             or a :class:`MemorySink`).
         endpoint: an endpoint that is already open (None: open ``cfg.endpoint``).
         embedder: an embedder already made (None: make ``cfg.embedding``'s).
-        events: the event log to continue (empty: a new campaign).
+        events: the event log to continue (empty: a new campaign): every event, or a
+            :class:`qdsearch.checkpoint.ResumeLog` (a checkpoint and the events after it).
         frozen: the frozen (topic space, centroids) of the run continued.
         ray_address: a Ray cluster for this session only (None: ``runtime.ray_address``).
         on_step: called with the step statistics after every step.
@@ -121,7 +123,7 @@ class Session:
         *,
         endpoint: Any = None,
         embedder: Embedder | None = None,
-        events: Iterable[dict[str, Any]] = (),
+        events: Iterable[dict[str, Any]] | ResumeLog = (),
         frozen: tuple[TopicSpace, np.ndarray | None] | None = None,
         ray_address: str | None = None,
         on_step: Callable[[StepStats], None] | None = None,
@@ -130,7 +132,10 @@ class Session:
         self.sink = sink
         self.endpoint = endpoint
         self.embedder = embedder
-        self.events = list(events)
+        # a checkpoint and the events after it (qdsearch.checkpoint.ResumeLog) stays as it is
+        from qdsearch.checkpoint import ResumeLog
+
+        self.events: list[dict[str, Any]] | ResumeLog = events if isinstance(events, ResumeLog) else list(events)
         self.frozen = frozen
         self.ray_address = ray_address
         self.on_step = on_step

@@ -30,11 +30,12 @@ from qdsearch.campaign.holdout import holdout_pass
 from qdsearch.campaign.measures import frozen_blend
 from qdsearch.campaign.schedule import Rerun, run_generations, unfinished_generation
 from qdsearch.campaign.state import CampaignError, CampaignState
+from qdsearch.checkpoint import ResumeLog
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder, EmbeddingError
 from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space
 from qdsearch.domains import Domain
-from qdsearch.events import SAMPLE_EVENTS, Counters, StepStats, step_stats
+from qdsearch.events import Counters, StepStats, step_stats
 from qdsearch.llm.batching import attach_journal
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import SEED_OPERATOR, Job
@@ -97,7 +98,7 @@ class Campaign:
         embedder: Embedder,
         sink: Sink,
         *,
-        events: Iterable[dict[str, Any]] = (),
+        events: Iterable[dict[str, Any]] | ResumeLog = (),
         frozen: tuple[TopicSpace, np.ndarray | None] | None = None,
         reference: Sequence[str] = (),
         on_step: Callable[[StepStats], None] | None = None,
@@ -136,24 +137,25 @@ class Campaign:
                 "budget.max_cost_usd is set but every endpoint price (price_in_per_mtok, price_out_per_mtok) "
                 "is 0, so no cost is counted: set the prices of the model"
             )
-        events = list(events)
-        logged = [ev.get("type") for ev in events if ev.get("type") in SAMPLE_EVENTS]
-        if frozen is None and logged:
+        log = ResumeLog.of(events)  # a checkpoint and the events after it, or every event
+        events = log.tail
+        seeds_logged, children_logged = log.samples()
+        if frozen is None and seeds_logged + children_logged:
             # Never seed again over a log: ids would be given out twice.
             raise CampaignError(
-                f"the event log holds {len(logged)} seeds and children but no frozen projection was given: "
-                "the run folder's projection.npz is missing"
+                f"the event log holds {seeds_logged + children_logged} seeds and children but no frozen projection "
+                "was given: the run folder's projection.npz is missing"
             )
-        if frozen is not None and "child" in logged and "seed" not in logged:
+        if frozen is not None and children_logged and not seeds_logged:
             raise CampaignError("the event log holds children but no seed: it is not a whole campaign's log")
-        if frozen is not None and not logged:
+        if frozen is not None and not seeds_logged + children_logged:
             # A crash after the frozen spaces were saved but before any seed was
             # logged: the seed phase starts again (it refits the same projection).
             if not self.seeds:
                 raise CampaignError("the seed phase never finished: resuming this run needs its seeds")
             frozen = None
         if frozen is not None:
-            self.state.restore(events, frozen)
+            self.state.restore(log, frozen)
         elif not self.seeds:
             raise CampaignError("no seeds given for a new campaign")
         # The generational schedule: generations logged, and the last one if unfinished.
@@ -163,13 +165,15 @@ class Campaign:
 
             def fresh(prefix: Sequence[dict[str, Any]]) -> CampaignState:
                 st = CampaignState.from_config(cfg, self.state.domain, self.state.operators)
-                st.restore(prefix, fz)
+                st.restore(log.with_tail(prefix), fz)
                 return st
 
-            self._generations = unfinished_generation(cfg, events, fresh)
+            # a checkpoint is never inside an unfinished generation (qdsearch.checkpoint)
+            count, rerun = unfinished_generation(cfg, events, fresh)
+            self._generations = (count + log.generations, rerun)
         # endpoint.batch: batch jobs are logged to the sink, and those of this log resumed
-        attach_journal(runtime, sink.append, events)
-        self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, len(events)])
+        attach_journal(runtime, sink.append, log.journal_events())
+        self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, log.count])
 
     # ----------------------------------------------------------------- the state's parts
     @property

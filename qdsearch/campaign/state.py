@@ -22,10 +22,11 @@ from qdsearch.archive import add_sample, archive_for, elites_frame
 from qdsearch.campaign.direction import direction_hint
 from qdsearch.campaign.measures import compute_measures
 from qdsearch.campaign.novelty import NoveltyFilter
+from qdsearch.checkpoint import ResumeLog
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.space import TopicSpace
 from qdsearch.domains import Domain, domain_operators, make_domain
-from qdsearch.events import Counters, candidate_event, replay, work_tokens
+from qdsearch.events import Counters, candidate_event, work_tokens
 from qdsearch.operators import PromptOperator, resolve
 from qdsearch.pipeline import Job
 from qdsearch.selection import Selector, make_selector, pareto_parent, reward
@@ -112,8 +113,15 @@ class CampaignState:
         self.projection, self.centroids = projection, centroids
         self.archive = archive_for(self.cfg, centroids)
 
-    def restore(self, events: Sequence[dict[str, Any]], frozen: tuple[TopicSpace, np.ndarray | None]) -> None:
+    def restore(
+        self, events: ResumeLog | Sequence[dict[str, Any]], frozen: tuple[TopicSpace, np.ndarray | None]
+    ) -> None:
         """Rebuilds the state from a campaign's event log and its frozen spaces.
+
+        Args:
+            events: the log: every event, or a checkpoint and the events after it
+                (:class:`qdsearch.checkpoint.ResumeLog`; the same state either way).
+            frozen: the saved (projection, centroids).
 
         Raises:
             CampaignError: the replayed add status disagrees with the logged one, or
@@ -121,12 +129,9 @@ class CampaignState:
         """
         self.start(*frozen)
         assert self.archive is not None
-        self.counters, mismatches = replay(events, self.archive)
+        self.counters, mismatches = ResumeLog.of(events).restore(self.archive, self.selector)
         if mismatches:
             raise CampaignError(f"event log replay disagrees with logged add status for {mismatches[:5]}")
-        for ev in events:
-            if ev.get("type") == "child" and ev["operator"] in self.selector.names:
-                self.selector.update(ev["operator"], reward(ev.get("gain", 0.0), work_tokens(ev)))
         for _, row in elites_frame(self.archive).iterrows():
             self.measures[int(row["cell"])] = np.asarray(row["measures"], dtype=float)
             self.elites[int(row["cell"])] = Sample(

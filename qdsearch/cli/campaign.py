@@ -129,19 +129,19 @@ def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, res
     (``serve``: a port, 0 for any; None for none), Ctrl-C handling and the closing
     summary line."""
     from qdsearch.api import Session
+    from qdsearch.checkpoint import ResumeLog
     from qdsearch.cli.progress import LOG_FILE, Progress, SeedWatch, route_ray_logging, setup_logging
     from qdsearch.seed_survival import report_lines
 
     cfg: CampaignConfig = store.cfg
     setup_logging(verbose - int(quiet), store.path / LOG_FILE)
-    events = list(store.events(repair=True)) if resume else []
-    frozen = store.load_projection() if resume else None
-    done_before = sum(ev.get("type") == "child" for ev in events)
+    events, frozen = _resume_log(store) if resume else (ResumeLog(None), None)
+    done_before = events.samples()[1]
     progress = Progress(cfg, enabled=not quiet, start_children=done_before)
     progress.add_segment(4.5, lambda st: cache_note(campaign.counters).strip() or None)
     # The seed phase's report (which seeds are not in the archive, and why) is
     # printed once, at the step that follows it.
-    told = any(ev.get("type") == "seed_report" for ev in events)
+    told = events.any("seed_report")
 
     def on_step(st: Any) -> None:
         nonlocal told
@@ -199,6 +199,24 @@ def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, res
             log.warning(f"warning: {warning}")
         return exit_status(campaign.stop_reason)
     return exit_status(None)
+
+
+def _resume_log(store: Any) -> tuple[Any, Any]:
+    """The log to resume from, read from its checkpoint on (:func:`qdsearch.checkpoint.load`:
+    only the log's tail is read, or, without a fitting checkpoint, the log is folded in one
+    streamed pass and one written), and the frozen spaces; the store continues the fold
+    and writes a checkpoint with each snapshot. A torn last line is cut off first."""
+    from qdsearch import checkpoint
+    from qdsearch.store import StoreError
+
+    store.repair()
+    frozen = store.load_projection()
+    try:
+        log, fold = checkpoint.load(store.path, store.cfg, frozen)
+    except ValueError as e:
+        raise StoreError(str(e)) from None
+    store.follow(fold)
+    return log, frozen
 
 
 def _live_view(store: Any, port: int | None, progress: Any) -> Any:
@@ -305,7 +323,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             )
         # The seeds are needed again when the seed phase never finished: no frozen
         # projection, or a crash after saving it but before any seed was logged.
-        seeded = store.load_projection() is not None and any(e.get("type") == "seed" for e in store.events())
+        seeded = store.load_projection() is not None and _logs_a_seed(store.path)
         plan = prepare(store.cfg, seeds=not seeded, where=str(store.path / "config.toml"))
         return _execute(store, plan, ray_address=ray_address or None, quiet=args.quiet, resume=True,
                         verbose=args.verbose, serve=args.serve)  # fmt: skip
@@ -315,6 +333,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     finally:
         with contextlib.suppress(OSError, ValueError):
             store.close()
+
+
+def _logs_a_seed(run_dir: Path) -> bool:
+    """Whether the log holds a seed event (the seed phase logs them first: read until one)."""
+    from qdsearch.checkpoint import closed_segments, iter_from
+
+    log = run_dir / "events.jsonl"
+    if closed_segments(run_dir):  # the seed phase is in the first
+        return True
+    if not log.is_file():
+        return False
+    try:
+        return any(ev.get("type") == "seed" for ev, _ in iter_from(log))
+    except ValueError:  # a malformed line: the resume says where
+        return True
 
 
 def _salvage(store: Any, exc: BaseException) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from qdsearch.archive import elites_frame, make_archive
-from qdsearch.checkpoint import CHECKPOINT, fold_log, iter_from, read, update, write
+from qdsearch.checkpoint import CHECKPOINT, LogFold, fold_log, iter_from, read, update, write
 from qdsearch.config import from_dict
 from qdsearch.events import replay
 from qdsearch.store import RunStore
@@ -53,8 +53,11 @@ def _checkpoint_at(run: Path, k: int) -> None:
     """A checkpoint of the first ``k`` events."""
     lines = list(iter_from(run / "events.jsonl"))
     archive = _fresh(run)
-    counters, _ = replay((ev for ev, _ in lines[:k]), archive, finish=False)
-    write(run, counters, archive, lines[k - 1][1] if k else 0, k)
+    fold = LogFold(None)
+    for ev, _ in lines[:k]:
+        fold.fold_rest(ev)
+    replay((ev for ev, _ in lines[:k]), archive, counters=fold.counters, finish=False)
+    write(run, fold, archive, lines[k - 1][1] if k else 0)
 
 
 def _copy(run: Path, tmp: Path) -> Path:
@@ -65,11 +68,12 @@ def _copy(run: Path, tmp: Path) -> Path:
 
 def _same(run: Path, expect: tuple[dict[str, Any], Any]) -> None:
     archive = _fresh(run)
-    counters, mismatches, n, offset = fold_log(run, archive)
+    fold, mismatches, offset = fold_log(run, archive)
+    counters = fold.counters
     counters.finish()
     assert mismatches == []
     data = (run / "events.jsonl").read_bytes()
-    assert n == len(list(iter_from(run / "events.jsonl"))) and offset == data.rfind(b"\n") + 1  # not a torn line
+    assert fold.events == len(list(iter_from(run / "events.jsonl"))) and offset == data.rfind(b"\n") + 1
     assert counters.to_dict() == expect[0]
     assert elites_frame(archive).equals(expect[1])
 

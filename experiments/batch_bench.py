@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -107,6 +108,18 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def _bootstrap(steady: list[dict[str, Any]], batch: list[dict[str, Any]], n: int = 4000) -> tuple[float, float]:
+    """A 95% percentile interval of the ratio of mean QD per USD, resampling seeds (paired)."""
+    rng = random.Random(0)
+    k = len(steady)
+    ratios = []
+    for _ in range(n):
+        idx = [rng.randrange(k) for _ in range(k)]
+        ratios.append(_mean([batch[i]["qd_per_usd"] for i in idx]) / _mean([steady[i]["qd_per_usd"] for i in idx]))
+    ratios.sort()
+    return ratios[int(0.025 * n)], ratios[int(0.975 * n) - 1]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| arm | QD score | coverage | calls | children | cost (USD) | QD per USD | batch jobs | single calls |",
@@ -130,8 +143,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         ratio = _mean([r["qd_per_usd"] for r in batch]) / _mean([r["qd_per_usd"] for r in steady])
         per_seed = [b["qd_per_usd"] / s["qd_per_usd"] for s, b in zip(steady, batch, strict=True)]
         qd = _mean([r["qd"] for r in batch]) / _mean([r["qd"] for r in steady])
+        lo, hi = _bootstrap(steady, batch)
         out.append("")
-        out.append(f"QD per USD, batch / steady: **{ratio:.2f}x** (per seed: {', '.join(f'{x:.2f}' for x in per_seed)}); "
+        out.append(f"QD per USD, batch / steady: **{ratio:.2f}x** (95% bootstrap interval over seeds {lo:.2f}-{hi:.2f}; "
+                   f"per seed: {', '.join(f'{x:.2f}' for x in per_seed)}); "
                    f"QD score, batch / steady: {qd:.3f}; cost per QD point, batch / steady: "
                    f"{1 / ratio:.3f}.")  # fmt: skip
     return "\n".join(out)

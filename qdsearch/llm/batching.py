@@ -252,9 +252,7 @@ class Batcher:
             fut = lane.resumed[batch_id] = asyncio.ensure_future(poll())
         try:
             return await asyncio.shield(fut)
-        except BatchUnavailable:
-            raise
-        except Exception:  # the job cannot be read back (gone, a broken file): asked again
+        except Exception:  # the job cannot be read back (gone, a broken file): its lines are asked again
             return {}
 
     # ------------------------------------------------------------------ flushing

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qdsearch.llm.batching import Batcher, Journal, as_completion, custom_id
-from qdsearch.llm.cache import call_site
+from qdsearch.llm.cache import RequestCache, call_site
 from qdsearch.llm.client import LLMClient, LLMError
 from tests.fakes.batch_server import FakeBatches
 from tests.helpers import endpoint
@@ -216,3 +216,28 @@ def test_as_completion_reads_a_chat_completion() -> None:
     out = as_completion(body)
     assert out.choices[0].message.content == "hi" and out.choices[0].finish_reason == "stop"
     assert out.usage.prompt_tokens == 3
+
+
+def test_the_request_cache_answers_before_a_job_is_made(
+    server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply a batch job paid for is stored in the request cache; the same request
+    again is answered from it, without a job (and its saved cost is the batch price)."""
+    monkeypatch.delenv("QDSEARCH_NO_CACHE", raising=False)
+    cache = RequestCache(tmp_path / "cache")
+    srv = server()
+    try:
+        first = Batcher()
+        client = LLMClient(endpoint(srv.base_url, batch=True, batch_poll_s=0.01, **PRICE), cache=cache)
+        client.batcher = first
+        paid = _ask(client, first, ["same question", "other question"])
+        assert srv.created == 1 and all(c.record.cache == "miss" for c in paid)
+        again = Batcher()
+        client = LLMClient(endpoint(srv.base_url, batch=True, batch_poll_s=0.01, **PRICE), cache=cache)
+        client.batcher = again
+        hit = _ask(client, again, ["same question"])
+        assert srv.created == 1 and again.stats["jobs"] == 0, "a cached request went into a job"
+        assert hit[0].text == paid[0].text and hit[0].record.cache == "hit"
+        assert hit[0].record.saved_cost_usd == pytest.approx(paid[0].record.cost_usd)
+    finally:
+        cache.close()

@@ -218,7 +218,7 @@ def elites_frame(archive: ArchiveBase) -> pd.DataFrame:
             "response": list(d["response"]),
             "quality": np.asarray(d["objective"], dtype=float),
             "complexity": np.asarray(d["complexity"], dtype=float),
-            "measures": [list(map(float, d["measures"][i])) for i in range(n)],
+            "measures": np.asarray(d["measures"], dtype=float).tolist() if n else [],  # lists of floats
             "cell": np.asarray(d["index"], dtype=int),
             "operator": list(d["operator"]),
             "parent_id": list(d["parent_id"]),

@@ -55,3 +55,11 @@ def test_an_equal_quality_is_not_added_and_a_higher_one_is() -> None:
     )
     assert add_sample(archive, Sample(id="c", instruction="z"), 5.5, m, 3.0)[0] == "improved"
     assert elites_frame(archive)["id"].tolist() == ["c"]
+
+
+def test_elites_frame_measures_are_lists_of_floats() -> None:
+    archive = make_archive(ArchiveConfig())
+    assert elites_frame(archive)["measures"].tolist() == []
+    add_sample(archive, Sample(id="a", instruction="x"), 5.0, np.array([3.0, 0.5]), 3.0)
+    (row,) = elites_frame(archive)["measures"].tolist()
+    assert row == [3.0, 0.5] and all(type(v) is float for v in row)

@@ -90,8 +90,10 @@ def test_dry_run_makes_no_request_and_writes_nothing(
     assert "no request made" in out and "children: " in out
     for role in ("operator", "respond", "judge", "cost $", "wall time"):
         assert role in out, out
-    # fake-model is unknown to tiktoken: the documented estimate, said so
-    assert "~4 chars per token" in out and "'fake-model'" in out
+    # fake-model is unknown to tiktoken (or tiktoken, an optional extra, is not
+    # installed): the documented estimate, and why
+    assert "~4 chars per token" in out
+    assert "'fake-model'" in out or "tiktoken is not installed" in out, out
     # 20 children would cost more than the cap: the warning says so and how many fit
     assert "past budget.max_cost_usd" in out, out
 

@@ -258,7 +258,8 @@ def test_concurrency_limit(fake_openai: Make) -> None:
 def test_faulty_endpoint_all_calls_complete(fake_openai: Make) -> None:
     def campaign() -> tuple[dict[str, int], int]:
         fake = fake_openai(faults=Faults(p_429=0.15, p_500=0.15), seed=7)
-        client = LLMClient(cfg(fake.base_url, max_retries=8, backoff_s=0.01, concurrency=8))
+        # timeout_s = 60: on a loaded machine a 5 s timeout adds retries no fault injected
+        client = LLMClient(cfg(fake.base_url, max_retries=8, backoff_s=0.01, concurrency=8, timeout_s=60.0))
         comps = run_many(client, 40)
         assert len(comps) == 40 and all(c.record.ok for c in comps)
         assert client.usage.failed == 0 and fake.stats["ok"] == 40

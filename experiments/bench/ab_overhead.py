@@ -1,6 +1,6 @@
 """The benchmark's overhead row for two (or more) source trees, side by side.
 
-    .venv/bin/python experiments/bench/ab_overhead.py BEFORE_TREE AFTER_TREE [REPEATS]
+    .venv/bin/python experiments/bench/ab_overhead.py BEFORE_TREE AFTER_TREE [--repeats N] [--local-llm]
 
 For each repeat and each tree in turn, one bare-loop run then one qdsearch run
 (:mod:`experiments.bench.engine`, a fresh process started in that tree, so each run
@@ -9,7 +9,11 @@ uses that tree's ``qdsearch``) against one zero-latency fake endpoint with 64 sl
 concurrency 64. Prints one JSON line per run (children/s, client CPU ms per child,
 the 1-minute load average), then the load average at the end. Used for a before/after
 comparison of a change (``experiments/results/bench.md``): copy the tree before and
-after it into two folders, and pass them.
+after it into two folders, and pass them. The trees take turns going first (odd
+repeats in reverse order). With ``--local-llm`` the chat calls are answered in each
+run's own process (:mod:`experiments.bench.engine`), and each row adds
+``own_cpu_ms_per_child``: the CPU per child besides making the answers (qdsearch minus
+bare = the engine's own work).
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--children", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument(
+        "--local-llm",
+        action="store_true",
+        help="answer chat calls in each run's process (engine.py --local-llm): the engine's own CPU per child",
+    )
     a = ap.parse_args(argv)
     sys.path.insert(0, str(a.trees[0].resolve()))
     from experiments.bench.run import _last_json, endpoint
@@ -36,11 +45,11 @@ def main(argv: list[str] | None = None) -> None:
         ep.configure(0.0, a.concurrency)
         print("load", os.getloadavg(), flush=True)
         for rep in range(a.repeats):
-            for tree in a.trees:
+            for tree in a.trees if rep % 2 == 0 else a.trees[::-1]:  # no tree always first
                 root = str(tree.resolve())
                 for kind in ("bare", "qdsearch"):
                     args = [kind, "--base-url", ep.base_url, "--children", str(a.children)]
-                    args += ["--concurrency", str(a.concurrency)]
+                    args += ["--concurrency", str(a.concurrency)] + (["--local-llm"] if a.local_llm else [])
                     res = subprocess.run(
                         [sys.executable, "-m", "experiments.bench.engine", *args],
                         cwd=root,
@@ -59,6 +68,11 @@ def main(argv: list[str] | None = None) -> None:
                         "per_s": round(r["children_per_s"], 1),
                         "cpu_ms_per_child": round(1000 * r["cpu_s"] / r["children"], 3),
                         "children": r["children"],
+                        **(
+                            {"own_cpu_ms_per_child": round(1000 * (r["cpu_s"] - r["llm_cpu_s"]) / r["children"], 3)}
+                            if a.local_llm
+                            else {}
+                        ),
                         "load1": round(os.getloadavg()[0], 2),
                     }
                     print(json.dumps(row), flush=True)

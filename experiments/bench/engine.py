@@ -27,6 +27,15 @@ schema), on messages rendered once by the real operator and judge. No parsing,
 embedding, archive, or log.
 
 ``--profile FILE`` writes a cProfile of the measured phase.
+
+``--local-llm`` answers every chat call in this process, with the endpoint's own
+scripted answers (:func:`experiments.bench.server.responder`) parsed into the SDK's
+``ChatCompletion``, instead of over HTTP (embeddings still go to the endpoint). Then
+``llm_cpu_s`` is the CPU spent making those answers, and ``cpu_s - llm_cpu_s`` is what
+the run costs besides the model: for qdsearch the engine's own work plus
+``LLMClient.chat``'s, for the bare loop ``LLMClient.chat``'s alone; their difference
+is the engine's own CPU per child, free of the HTTP stack's share and of the
+endpoint process competing for the same cores.
 """
 
 from __future__ import annotations
@@ -72,6 +81,9 @@ SEEDS = [
     {"instruction": "List three ways to save water at home."},
     {"instruction": "Compare a violin and a cello for a beginner."},
 ]
+
+
+_LLM_CPU = [0.0]  # CPU seconds spent answering chat calls in-process (--local-llm)
 
 
 def _cpu_s() -> float:
@@ -134,6 +146,7 @@ def run_qdsearch(base_url: str, children: int, concurrency: int, profile: str | 
             if "loop" not in marks:
                 marks["loop"] = time.perf_counter()
                 marks["cpu"] = _cpu_s()
+                _LLM_CPU[0] = 0.0
 
         t0 = time.perf_counter()
         with _profiled(profile):
@@ -190,6 +203,7 @@ def run_bare(base_url: str, children: int, concurrency: int, profile: str | None
             await client.aclose()
 
     cpu0, t0 = _cpu_s(), time.perf_counter()
+    _LLM_CPU[0] = 0.0
     with _profiled(profile):
         asyncio.run(go())
     wall = time.perf_counter() - t0
@@ -207,6 +221,36 @@ def run_bare(base_url: str, children: int, concurrency: int, profile: str | None
     }
 
 
+def _local_llm() -> None:
+    """Answers chat calls in-process (``--local-llm``, module docstring)."""
+    from openai.types.chat import ChatCompletion
+
+    from experiments.bench import server
+    from qdsearch.llm import client as llm_client
+
+    async def create_chat(client: Any, body: Any) -> Any:
+        t0 = time.thread_time()
+        content = server.responder(body)
+        p_in, p_out = server._words(body), len(content.split())
+        reply = ChatCompletion.model_validate(
+            {
+                "id": "chatcmpl-local",
+                "object": "chat.completion",
+                "created": 0,
+                "model": str(body.get("model") or "bench-model"),
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": p_in, "completion_tokens": p_out, "total_tokens": p_in + p_out},
+            }
+        )
+        _LLM_CPU[0] += time.thread_time() - t0
+        await asyncio.sleep(0)  # a real call yields to the loop
+        return reply
+
+    llm_client.create_chat = create_chat  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     ap = argparse.ArgumentParser(description="one measured benchmark run (see experiments/bench/engine.py)")
@@ -215,9 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--children", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)
     ap.add_argument("--profile", default=None, help="write a cProfile of the measured run here")
+    ap.add_argument("--local-llm", action="store_true", help="answer chat calls in-process (module docstring)")
     a = ap.parse_args(argv)
+    if a.local_llm:
+        _local_llm()
     fn = run_qdsearch if a.kind == "qdsearch" else run_bare
-    print(json.dumps(fn(a.base_url, a.children, a.concurrency, a.profile)), flush=True)
+    out = fn(a.base_url, a.children, a.concurrency, a.profile)
+    if a.local_llm:
+        out["llm_cpu_s"] = _LLM_CPU[0]  # over the measured phase, like cpu_s
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -148,16 +148,20 @@ class CampaignState:
         return frozen if frozen >= 0 else float(self.cfg.judge.complexity_blend)
 
     # ----------------------------------------------------------------- ask
-    def ask(self, rng: np.random.Generator) -> Job:
+    def ask(self, rng: np.random.Generator, parent_cell: int | None = None) -> Job:
         """The next child to make: a parent drawn uniformly from the elites (or from the
-        per-instance Pareto front, ``domain.parent_selection = "pareto"``), an
+        per-instance Pareto front, ``domain.parent_selection = "pareto"``), or the elite
+        of ``parent_cell`` when given (the generational schedule deals parents out), an
         operator from the selector, up to 4 elites of other cells and the hint.
 
         The child gets the next free id (``counters.next_child``, counted as
         submitted). Equal state and an equal generator give equal jobs.
         """
         cells = list(self.elites)
-        if self.cfg.domain.parent_selection == "pareto":  # per-instance Pareto front (domain scores)
+        if parent_cell is not None:
+            if parent_cell not in self.elites:
+                raise KeyError(f"no elite in cell {parent_cell} to draw a child from")
+        elif self.cfg.domain.parent_selection == "pareto":  # per-instance Pareto front (domain scores)
             scores = getattr(self.domain, "instance_scores", lambda s: None)
             parent_cell = cells[pareto_parent([scores(self.elites[c]) for c in cells], rng)]
         else:

@@ -281,6 +281,9 @@ class RuntimeConfig:
     # the same run whatever the latency, runtime or workers (qdsearch.campaign.schedule).
     schedule: str = "steady"
     generation_size: int = 32  # children per generation (generational schedule; about twice in_flight)
+    # At most this many children per elite in a generation (0: no cap): a young
+    # archive is not asked for many siblings of each parent at once.
+    children_per_elite: float = 1.0
 
     def validate(self, key: str) -> None:
         from qdsearch.runtime.kinds import RUNTIMES  # the one table of runtimes (imports nothing)
@@ -289,6 +292,13 @@ class RuntimeConfig:
         got = _show(self.schedule)
         _check(self.schedule in schedules, f"{key}.schedule", f"expected one of {list(schedules)}, got {got}")
         _check(self.generation_size >= 1, f"{key}.generation_size", f"must be >= 1, got {self.generation_size}")
+        _check(
+            isinstance(self.children_per_elite, (int, float))
+            and not isinstance(self.children_per_elite, bool)
+            and 0 <= self.children_per_elite < float("inf"),
+            f"{key}.children_per_elite",
+            f"must be a number >= 0 (0: no cap), got {_show(self.children_per_elite)}",
+        )
 
         _check(self.kind in RUNTIMES, f"{key}.kind", f"expected one of {sorted(RUNTIMES)}, got {_show(self.kind)}")
         _check(self.workers >= 1, f"{key}.workers", f"must be >= 1, got {self.workers}")

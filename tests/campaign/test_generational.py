@@ -61,7 +61,16 @@ def gen_config(base_url: str, tmp_path: Path, name: str, **runtime: Any) -> dict
         base_url,
         tmp_path,
         budget={"max_children": CHILDREN},
-        runtime={"schedule": "generational", "generation_size": GEN, "in_flight": 4, "embed_batch": 3} | runtime,
+        # children_per_elite = 0: every generation has GEN children (the tests below count
+        # on it); the first test runs with the default cap.
+        runtime={
+            "schedule": "generational",
+            "generation_size": GEN,
+            "in_flight": 4,
+            "embed_batch": 3,
+            "children_per_elite": 0,
+        }
+        | runtime,
         operators={"selection": "ucb"},  # the adaptive selector: its choices must not follow completion order
     )
     d["run"]["name"] = name
@@ -115,7 +124,9 @@ def test_the_same_seed_gives_the_same_run_under_random_latency_and_concurrency(
 ) -> None:
     runs = []
     for k, in_flight in enumerate((4, 1, 8, 3, 16)):
-        campaign, path = run_once(fake_openai, tmp_path, f"r{k}", jitter=100 + k, in_flight=in_flight)
+        campaign, path = run_once(
+            fake_openai, tmp_path, f"r{k}", jitter=100 + k, in_flight=in_flight, children_per_elite=1.0
+        )
         assert campaign.stop_reason == "max_children" and campaign.counters.children == CHILDREN
         runs.append(outcome(path))
     events, elites = runs[0]
@@ -124,7 +135,14 @@ def test_the_same_seed_gives_the_same_run_under_random_latency_and_concurrency(
     # Logged in child-id order, one generation after another, each announced first.
     assert [e["id"] for e in children] == sorted(e["id"] for e in children)
     gens = [e for e in events if e["type"] == "generation"]
-    assert [(g["index"], g["first_child"], g["size"]) for g in gens] == [(i, i * GEN, GEN) for i in range(5)]
+    # Generations follow each other without gaps, up to GEN children each, and at most one
+    # child per elite of the archive at their start (runtime.children_per_elite = 1): the
+    # archive only grows, so the caps do too (the last one may be cut by the budget).
+    assert [g["index"] for g in gens] == list(range(len(gens)))
+    sizes = [g["size"] for g in gens]
+    assert [g["first_child"] for g in gens] == [sum(sizes[:i]) for i in range(len(gens))]
+    assert sum(sizes) == CHILDREN and max(sizes) <= GEN and len(gens) > 2
+    assert sizes[:-1] == sorted(sizes[:-1])
     assert any(e["status"] == "accepted" for e in children)
     # The UCB selector learned between generations: not one operator for all.
     assert len({e["operator"] for e in children}) > 1

@@ -152,6 +152,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _commit() -> str:
+    """The commit the run's code is at, and whether qdsearch/ differed from it."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = " (qdsearch/ modified)" if git("status", "--porcelain", "--", "qdsearch") else ""
+    return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=400)
@@ -175,7 +186,7 @@ def main() -> None:
         head = (f"Command: `.venv/bin/python experiments/batch_bench.py --calls {args.calls} --seeds {args.seeds} "
                 f"--generation-size {args.generation_size} --in-flight {args.in_flight} --price-in {args.price_in} "
                 f"--price-out {args.price_out}` on {platform.machine()} ({os.cpu_count()} CPUs, Python "
-                f"{platform.python_version()}).")  # fmt: skip
+                f"{platform.python_version()}), code at {_commit()}.")  # fmt: skip
         args.out.write_text(head + "\n\n" + text + "\n\n```\n" + "\n".join(json.dumps(r) for r in rows) + "\n```\n")
 
 

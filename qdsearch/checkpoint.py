@@ -562,7 +562,7 @@ class ResumeLog:
 def last_generation_start(log: Path) -> int | None:
     """The byte offset where the log's last ``generation`` event starts (None: none)."""
     found = None
-    for ev, (start, _) in _lines_with(log, b'"generation"'):
+    for ev, (start, _) in _lines_with(log, b'"type": "generation"'):
         if ev.get("type") == "generation":
             found = start
     return found
@@ -613,11 +613,14 @@ def load(run_dir: Path, cfg: CampaignConfig, frozen: tuple[Any, np.ndarray | Non
         until = last_generation_start(log) if generational and log.is_file() else None
         fold, mismatches, offset = fold_log(run_dir, archive, selector=selector_for(cfg), use_checkpoint=False,
                                             until=until)  # fmt: skip
-        if not mismatches and fold.events:  # a log that disagrees is replayed whole (restore says why)
+        # a log that disagrees is replayed whole (restore says why), and so is one whose
+        # unfinished generation was not found (a resume draws it again from its start)
+        if not mismatches and fold.events and not (generational and fold.generation_open):
             write(run_dir, fold, archive, offset)
             cp = read(run_dir)
     start = cp.offset if cp is not None else 0
-    tail = [ev for ev, _ in iter_from(log, start)] if log.is_file() else []
+    tail = [] if cp is not None else [ev for seg in closed_segments(run_dir) for ev in iter_segment(seg)]
+    tail += [ev for ev, _ in iter_from(log, start)] if log.is_file() else []
     end = cp.fold_with(selector_for(cfg)) if cp is not None else LogFold(selector_for(cfg))
     for ev in tail:
         end.update(ev)

@@ -40,7 +40,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -223,6 +223,10 @@ class RunStore:
         # opened without one, or an append failed).
         self._fold: LogFold | None = None
         self._offset = 0  # bytes of the log the fold covers
+        # The campaign's archive (follow_archive), and whether the last snapshot could
+        # write no checkpoint (inside a generation): one is written where the next begins.
+        self._archive_of: Callable[[], Any] | None = None
+        self._checkpoint_due = False
 
     # ------------------------------------------------------------------ open/create
     @classmethod
@@ -384,8 +388,29 @@ class RunStore:
         p = self.path / "events.jsonl"
         self._fold, self._offset = fold, (p.stat().st_size if p.is_file() else 0)
 
+    def follow_archive(self, archive: Callable[[], Any]) -> None:
+        """``archive()`` is the campaign's archive (None before the seed phase): under the
+        generational schedule, where a snapshot fell inside a generation, the checkpoint
+        is written from it just before the next ``generation`` event instead."""
+        self._archive_of = archive
+
+    def _checkpoint_at_generation(self) -> None:
+        fold, archive = self._fold, self._archive_of() if self._archive_of is not None else None
+        if fold is None or archive is None or fold.generation_open:
+            return
+        from qdsearch import checkpoint
+        from qdsearch.archive import elites_frame
+
+        if self._events is not None:
+            self._events.flush()
+            os.fsync(self._events.fileno())
+        checkpoint.write(self.path, fold, elites_frame(archive), self._offset)
+        self._checkpoint_due = False
+
     def append(self, event: dict[str, Any]) -> None:
         """Appends one event as a JSON line; written through to the OS at once."""
+        if self._checkpoint_due and event.get("type") == "generation":
+            self._checkpoint_at_generation()
         try:
             f = self._events_file()
             line = json.dumps(event, ensure_ascii=False, allow_nan=False).encode() + b"\n"
@@ -502,8 +527,11 @@ class RunStore:
         _atomic_write_all(items)
         fold = self._fold
         # Under the generational schedule a resume draws an unfinished generation again
-        # from the log at its start: a checkpoint only where the last one is complete.
-        if fold is not None and not (self.cfg.runtime.schedule == "generational" and fold.generation_open):
+        # from the log at its start: a checkpoint only where the last one is complete
+        # (else where the next one begins: follow_archive).
+        inside = self.cfg.runtime.schedule == "generational" and fold is not None and fold.generation_open
+        self._checkpoint_due = inside
+        if fold is not None and not inside:
             from qdsearch import checkpoint
 
             if set(CHECKPOINT_COLUMNS) <= set(elites.columns):  # a campaign's elites (not a test's table)

@@ -128,6 +128,8 @@ class Campaign:
         # the calls, tokens and cost a cap may be overshot by are theirs.
         self.stop_in_flight: list[str] = []
         self.state = CampaignState.from_config(cfg, domain, operators)
+        if hasattr(sink, "follow_archive"):  # the run store: checkpoints where a generation begins
+            sink.follow_archive(lambda: self.state.archive)
         self.domain_summary: dict[str, Any] = {}  # the domain's per-campaign figures at the last snapshot
         b = cfg.budget
         if b.max_cost_usd and not any(

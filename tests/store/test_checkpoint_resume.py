@@ -210,6 +210,11 @@ def test_generational_checkpoints_only_where_a_generation_is_complete(
     assert taken
     for data in taken:
         assert not checkpoint.Checkpoint(0, "", json.loads(data)["fold"], []).generation_open
+    # where a snapshot fell inside a generation, one is written where the next begins
+    log = (run / "events.jsonl").read_bytes()
+    starts = {i + 1 for i in range(len(log)) if log[i : i + 1] == b"\n"}
+    begins = {o for o in starts if log[o : o + 22] == b'{"type": "generation",'}
+    assert {json.loads(b)["offset"] for b in taken} & begins
     full = _full(run)
     for data in taken:
         copy = _copy(run, tmp_path)

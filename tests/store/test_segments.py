@@ -128,3 +128,21 @@ def test_readers_and_a_command_line_resume_work_over_segments(
     cp = checkpoint.read(copy)
     assert cp is not None and cp.counters["fields"]["children"] == 72
     _same(_resumed(copy)[0], _full(copy))
+
+
+def test_a_log_that_disagrees_in_a_closed_segment_is_refused(
+    segmented: tuple[Path, list[bytes]], tmp_path: Path
+) -> None:
+    from qdsearch.campaign import CampaignError
+
+    run, _ = segmented
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock", CP))
+    first = checkpoint.closed_segments(copy)[0]
+    events = [json.loads(line) for line in gzip.decompress(first.read_bytes()).splitlines()]
+    bad = next(ev for ev in events if ev.get("type") == "child" and ev.get("add_status") == "new")
+    bad["add_status"] = "not_added"  # what a replay does not find
+    first.write_bytes(gzip.compress(b"".join(json.dumps(ev).encode() + b"\n" for ev in events)))
+    with pytest.raises(CampaignError, match="disagrees"):
+        _resumed(copy)
+    assert checkpoint.read(copy) is None  # none written over a log that disagrees

@@ -60,13 +60,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNED = "qdsearch_tuned"
 METHODS = (*baselines.METHODS, TUNED)
 DEFAULT_METHODS = baselines.METHODS
-# ``generational_<n>``: qdsearch on the generational schedule with generation size n.
+# ``generational_<n>``: qdsearch on the generational schedule with generation size n (and
+# the default runtime.children_per_elite); ``generational_<n>_nocap``: the same with
+# children_per_elite = 0 (every generation n children).
 GENERATIONAL = "generational_"
+NOCAP = "_nocap"
 
 
 def generation_size(method: str) -> int:
-    """The generation size of a ``generational_<n>`` method (0 for any other method)."""
-    tail = method.removeprefix(GENERATIONAL)
+    """The generation size of a ``generational_<n>[_nocap]`` method (0 for any other method)."""
+    tail = method.removeprefix(GENERATIONAL).removesuffix(NOCAP)
     return int(tail) if method.startswith(GENERATIONAL) and tail.isdigit() and int(tail) > 0 else 0
 
 
@@ -273,7 +276,9 @@ async def run_repeat(
             base = method
             if generation_size(method):
                 base = "qdsearch"
-                gen = {"schedule": "generational", "generation_size": generation_size(method)}
+                gen: dict[str, Any] = {"schedule": "generational", "generation_size": generation_size(method)}
+                if method.endswith(NOCAP):
+                    gen["children_per_elite"] = 0
                 mcfg = qdsearch.load_config(mcfg, runtime=gen)
             if method == TUNED:
                 base = "qdsearch"
@@ -410,8 +415,10 @@ def markdown(
     gens = [m for m in args.methods if generation_size(m)]
     if gens:
         lines.append(f"- `{GENERATIONAL}<n>`: qdsearch on the generational schedule (`runtime.schedule = "
-                     f"\"generational\"`, `runtime.generation_size = n`), otherwise the same as `qdsearch` "
-                     "(steady state)")  # fmt: skip
+                     f"\"generational\"`, `runtime.generation_size = n`, the default "
+                     f"`runtime.children_per_elite = 1`), otherwise the same as `qdsearch` (steady state); "
+                     f"`{GENERATIONAL}<n>{NOCAP}`: the same with `children_per_elite = 0` (every generation n "
+                     "children)")  # fmt: skip
     if TUNED in args.methods:
         lines.append(f"- `{TUNED}`: qdsearch with operators.discount = {args.tuned_discount}, operators.exploration "
                      f"= {args.tuned_exploration} (engine defaults: 0.97, 0.3)")  # fmt: skip

@@ -115,6 +115,7 @@ def test_readers_and_a_command_line_resume_work_over_segments(
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock"))
     assert main(["operators", str(copy), "--json"]) == 0
     assert main(["export", str(copy), "--format", "jsonl"]) == 0
+    assert main(["report", str(copy)]) == 0
     monkeypatch.setattr(RunStore, "segment_bytes", 12_000)
     before = len(checkpoint.closed_segments(copy))
     assert main(["resume", str(copy), "--max-children", "72", "--quiet"]) == 0

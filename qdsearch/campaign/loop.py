@@ -174,7 +174,8 @@ class Campaign:
             count, rerun = unfinished_generation(cfg, events, fresh)
             self._generations = (count + log.generations, rerun)
         # endpoint.batch: batch jobs are logged to the sink, and those of this log resumed
-        attach_journal(runtime, sink.append, log.journal_events())
+        if sink is not None:  # (tests build a campaign without a sink or runtime to read its budget)
+            attach_journal(runtime, sink.append, log.journal_events())
         self.rng = np.random.default_rng([cfg.run.seed, self.counters.next_child, log.count])
 
     # ----------------------------------------------------------------- the state's parts

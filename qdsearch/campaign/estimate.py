@@ -116,7 +116,10 @@ class _DryClient:
         want = min(limit, max(1.0, s.fill[role] * limit))
         text = s.filler.json(json_schema, want) if json_schema is not None else s.filler.text(want)
         p_in, p_out = s.counter.prompt(messages), s.counter.count(text)
-        price = self.cfg.price_in_per_mtok, self.cfg.price_out_per_mtok
+        # endpoint.batch: every line is priced at the batch discount (a line that fails in
+        # every job and is asked as a single call pays full price; not modelled)
+        share = self.cfg.batch_discount if self.cfg.batch else 1.0
+        price = self.cfg.price_in_per_mtok * share, self.cfg.price_out_per_mtok * share
         weight = s.reach if s.phase == "children" and role != "operator" else 1.0
         s.calls.append(_Call(weight, s.phase, role, self.key, p_in, p_out, limit, (p_in * price[0] + p_out * price[1]) / 1e6,
                              (p_in * price[0] + limit * price[1]) / 1e6))  # fmt: skip
@@ -350,6 +353,12 @@ def estimate(
     est.notes.append(f"tokens: {counter.name} ({counter.note})")
     pace = "; ".join(_pace(k, e) for k, e in eps.items())
     est.notes.append(f"wall time at {pace}; runtime.in_flight {cfg.runtime.in_flight}")
+    if batched := [k for k, e in eps.items() if e.batch]:
+        est.notes.append(
+            f"batch ({', '.join(batched)}): calls priced at batch_discount of the list prices; the wall time above "
+            "is that of single calls: a batch job finishes within the provider's window (OpenAI: 24 h), a phase "
+            "of a generation per job"
+        )
     b = cfg.budget
     others = {k: v for k, v in limits.items() if k != "budget.max_cost_usd"}
     if b.max_cost_usd and n_sim and others:

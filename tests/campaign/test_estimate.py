@@ -203,3 +203,20 @@ def test_synthetic_replies_parse_with_the_real_parsers(n: float, aspect: str) ->
     axes = {"risk": ("a", "b"), "style": ("c", "d")}
     grade = parse_grade(f.json(grade_schema(axes, True), n), axes=axes, complexity=True)
     assert 1 <= grade["quality"] <= 10
+
+
+def test_batch_lines_are_priced_at_the_discount(fake_openai: Any, tmp_path: Path) -> None:
+    srv = fake_openai(world)
+    prices = {"price_in_per_mtok": 1.0, "price_out_per_mtok": 4.0}
+    runtime = {"schedule": "generational", "kind": "inprocess"}
+    plain = from_dict(config_dict(srv.base_url, tmp_path, endpoint=prices, runtime=runtime))
+    batch = from_dict(
+        config_dict(srv.base_url, tmp_path, endpoint=prices | {"batch": True, "batch_discount": 0.4}, runtime=runtime)
+    )
+    a = estimate(prepare(plain), counter=WORDS, fill=WORLD_FILL, reach=1.0)
+    b = estimate(prepare(batch), counter=WORDS, fill=WORLD_FILL, reach=1.0)
+    assert a.total().cost_usd > 0
+    assert b.total().cost_usd == pytest.approx(0.4 * a.total().cost_usd)
+    assert b.total().calls == a.total().calls and b.total().tokens == a.total().tokens
+    assert any("batch (endpoint)" in n for n in b.notes) and not any("batch (" in n for n in a.notes)
+    assert (srv.n_chat, srv.n_embed) == (0, 0)

@@ -62,15 +62,24 @@ METHODS = (*baselines.METHODS, TUNED)
 DEFAULT_METHODS = baselines.METHODS
 # ``generational_<n>``: qdsearch on the generational schedule with generation size n (and
 # the default runtime.children_per_elite); ``generational_<n>_nocap``: the same with
-# children_per_elite = 0 (every generation n children).
+# children_per_elite = 0 (every generation n children); ``generational_<n>_cpe<x>``: with
+# children_per_elite = x.
 GENERATIONAL = "generational_"
 NOCAP = "_nocap"
+CPE = "_cpe"
 
 
 def generation_size(method: str) -> int:
-    """The generation size of a ``generational_<n>[_nocap]`` method (0 for any other method)."""
-    tail = method.removeprefix(GENERATIONAL).removesuffix(NOCAP)
+    """The generation size of a ``generational_<n>[_nocap|_cpe<x>]`` method (0 for any other method)."""
+    tail = method.removeprefix(GENERATIONAL).removesuffix(NOCAP).split(CPE)[0]
     return int(tail) if method.startswith(GENERATIONAL) and tail.isdigit() and int(tail) > 0 else 0
+
+
+def children_per_elite(method: str) -> float | None:
+    """The ``runtime.children_per_elite`` a generational method sets (None: the default)."""
+    if method.endswith(NOCAP):
+        return 0.0
+    return float(method.split(CPE)[1]) if CPE in method else None
 
 
 GEOMETRIES = ("world", "real")
@@ -277,8 +286,8 @@ async def run_repeat(
             if generation_size(method):
                 base = "qdsearch"
                 gen: dict[str, Any] = {"schedule": "generational", "generation_size": generation_size(method)}
-                if method.endswith(NOCAP):
-                    gen["children_per_elite"] = 0
+                if (per := children_per_elite(method)) is not None:
+                    gen["children_per_elite"] = per
                 mcfg = qdsearch.load_config(mcfg, runtime=gen)
             if method == TUNED:
                 base = "qdsearch"
@@ -418,7 +427,7 @@ def markdown(
                      f"\"generational\"`, `runtime.generation_size = n`, the default "
                      f"`runtime.children_per_elite = 1`), otherwise the same as `qdsearch` (steady state); "
                      f"`{GENERATIONAL}<n>{NOCAP}`: the same with `children_per_elite = 0` (every generation n "
-                     "children)")  # fmt: skip
+                     f"children), `{GENERATIONAL}<n>{CPE}<x>` with `children_per_elite = x`")  # fmt: skip
     if TUNED in args.methods:
         lines.append(f"- `{TUNED}`: qdsearch with operators.discount = {args.tuned_discount}, operators.exploration "
                      f"= {args.tuned_exploration} (engine defaults: 0.97, 0.3)")  # fmt: skip

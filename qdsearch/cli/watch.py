@@ -73,7 +73,8 @@ class LiveRun:
         self.extra = extra
         self.rebuild_s = rebuild_s
         self._counters = Counters()
-        self._offset = 0
+        self._offset = 0  # bytes of events.jsonl folded
+        self._segments = 0  # closed segments (events-NNNNNN.jsonl.gz) folded
         self._latest: deque[dict[str, Any]] = deque(maxlen=8)
         self._lock = threading.Lock()
         self._data = b"{}"
@@ -145,15 +146,32 @@ class LiveRun:
 
     # ------------------------------------------------------------------ the small, frequent part
     def _tail(self) -> None:
-        """Folds the events appended since the last call (whole lines only)."""
+        """Folds the events appended since the last call (whole lines only).
+
+        A long log is moved, at a snapshot, into a closed segment
+        (``events-NNNNNN.jsonl.gz``, :mod:`qdsearch.checkpoint`) and ``events.jsonl``
+        starts again: the first segment closed since the last call is the file this
+        view was reading, so its lines past the bytes already folded are folded, then
+        any later segment whole, and ``events.jsonl`` from its start. A watcher started
+        on a folder with closed segments folds them first."""
+        from qdsearch.checkpoint import closed_segments
+
+        segments = closed_segments(self.path)
+        for i, seg in enumerate(segments[self._segments :]):
+            self._fold_segment(seg, self._offset if i == 0 else 0)
+        if len(segments) > self._segments:
+            self._segments, self._offset = len(segments), 0
         p = self.path / "events.jsonl"
         try:
             size = p.stat().st_size
             if size < self._offset:  # the log was cut (a torn line repaired): read it again
                 from qdsearch.events import Counters
 
-                self._counters, self._offset = Counters(), 0
+                self._counters, self._offset, self._segments = Counters(), 0, 0
                 self._latest.clear()
+                for seg in segments:
+                    self._fold_segment(seg, 0)
+                self._segments = len(segments)
             with open(p, "rb") as f:
                 f.seek(self._offset)
                 chunk = f.read(max(0, size - self._offset))
@@ -162,14 +180,33 @@ class LiveRun:
         end = chunk.rfind(b"\n") + 1
         self._offset += end
         for line in chunk[:end].splitlines():
-            try:
-                ev = json.loads(line)
-                self._counters.update(ev)
-            except (ValueError, KeyError, TypeError):
-                continue  # a line the report's replay will name; the live figures skip it
-            if ev.get("type") in ("seed", "child") and ev.get("add_status") in ("new", "improved"):
-                self._latest.appendleft({k: ev.get(k) for k in ("id", "quality", "operator", "add_status", "time")}
-                                        | {"instruction": str(ev.get("instruction", ""))[:300]})  # fmt: skip
+            self._fold_line(line)
+
+    def _fold_segment(self, path: Path, skip: int) -> None:
+        """Folds the lines of a closed segment after its first ``skip`` bytes (a segment
+        holds the bytes ``events.jsonl`` held, compressed or not)."""
+        import gzip
+
+        opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rb") as f:
+                seen = 0
+                for line in f:
+                    seen += len(line)
+                    if seen > skip and line.endswith(b"\n"):
+                        self._fold_line(line)
+        except (OSError, EOFError):  # a segment being written, or damaged: the report's replay names it
+            log.debug("live view: could not read the closed segment %s", path, exc_info=True)
+
+    def _fold_line(self, line: bytes) -> None:
+        try:
+            ev = json.loads(line)
+            self._counters.update(ev)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # a line the report's replay will name; the live figures skip it
+        if ev.get("type") in ("seed", "child") and ev.get("add_status") in ("new", "improved"):
+            self._latest.appendleft({k: ev.get(k) for k in ("id", "quality", "operator", "add_status", "time")}
+                                    | {"instruction": str(ev.get("instruction", ""))[:300]})  # fmt: skip
 
     def _last_stats(self) -> dict[str, Any]:
         import csv

@@ -1,6 +1,6 @@
 """The benchmark's overhead row for two (or more) source trees, side by side.
 
-    .venv/bin/python experiments/bench/ab_overhead.py BEFORE_TREE AFTER_TREE [--repeats N] [--local-llm]
+    .venv/bin/python experiments/bench/ab_overhead.py BEFORE_TREE AFTER_TREE [--repeats N] [--local-llm] [--timers]
 
 For each repeat and each tree in turn, one bare-loop run then one qdsearch run
 (:mod:`experiments.bench.engine`, a fresh process started in that tree, so each run
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="answer chat calls in each run's process (engine.py --local-llm): the engine's own CPU per child",
     )
+    ap.add_argument("--timers", action="store_true", help="qdsearch rows add CPU per child by function (engine.py)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(a.trees[0].resolve()))
     from experiments.bench.run import _last_json, endpoint
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
                 for kind in ("bare", "qdsearch"):
                     args = [kind, "--base-url", ep.base_url, "--children", str(a.children)]
                     args += ["--concurrency", str(a.concurrency)] + (["--local-llm"] if a.local_llm else [])
+                    args += ["--timers"] if a.timers and kind == "qdsearch" else []
                     res = subprocess.run(
                         [sys.executable, "-m", "experiments.bench.engine", *args],
                         cwd=root,
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                             else {}
                         ),
                         "load1": round(os.getloadavg()[0], 2),
+                        **({"timers_ms_per_child": r["timers_ms_per_child"]} if "timers_ms_per_child" in r else {}),
                     }
                     print(json.dumps(row), flush=True)
         print("load", os.getloadavg(), flush=True)

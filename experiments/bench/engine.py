@@ -36,6 +36,11 @@ the run costs besides the model: for qdsearch the engine's own work plus
 ``LLMClient.chat``'s, for the bare loop ``LLMClient.chat``'s alone; their difference
 is the engine's own CPU per child, free of the HTTP stack's share and of the
 endpoint process competing for the same cores.
+
+``--timers`` (qdsearch runs) adds ``timers_ms_per_child``: the CPU time per child spent
+in each of the engine's per-child functions (``tell`` and its measures and archive
+add, the injection scan, the judge prompt, snapshots, the event log...), a nested
+function also counted in its caller's figure.
 """
 
 from __future__ import annotations
@@ -147,6 +152,8 @@ def run_qdsearch(base_url: str, children: int, concurrency: int, profile: str | 
                 marks["loop"] = time.perf_counter()
                 marks["cpu"] = _cpu_s()
                 _LLM_CPU[0] = 0.0
+                for slot in _TIMED.values():
+                    slot[:] = [0.0, 0]
 
         t0 = time.perf_counter()
         with _profiled(profile):
@@ -221,6 +228,51 @@ def run_bare(base_url: str, children: int, concurrency: int, profile: str | None
     }
 
 
+_TIMED: dict[str, list[float]] = {}  # label -> [CPU seconds, calls] (--timers)
+
+
+def _timers() -> None:
+    """Wraps the engine's per-child functions with CPU-time counters (``--timers``): the
+    measured phase's CPU per child in each, nested ones counted in their callers too."""
+    import functools
+
+    import qdsearch.campaign.loop as loop
+    import qdsearch.campaign.state as state
+    import qdsearch.judge as judge
+    import qdsearch.judge.screening as screening
+    import qdsearch.llm.ask as ask
+    import qdsearch.operators.evol as evol
+    import qdsearch.store as store
+
+    def wrap(obj: Any, name: str, label: str) -> None:
+        f = getattr(obj, name)
+        slot = _TIMED.setdefault(label, [0.0, 0])
+
+        @functools.wraps(f)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                slot[0] += time.thread_time() - t0
+                slot[1] += 1
+
+        setattr(obj, name, timed)
+
+    wrap(state.CampaignState, "tell", "tell")
+    wrap(state, "compute_measures", "tell/compute_measures")
+    wrap(state, "add_sample", "tell/add_sample")
+    wrap(store.RunStore, "append", "RunStore.append")
+    wrap(loop.Campaign, "snapshot", "snapshot")
+    wrap(store.RunStore, "snapshot", "snapshot/RunStore.snapshot")
+    wrap(loop, "elites_frame", "snapshot/elites_frame")
+    wrap(screening, "scan", "injection scan")
+    wrap(judge, "render_judge", "render_judge")
+    wrap(evol, "check_instruction", "check_instruction")
+    wrap(state.CampaignState, "ask", "CampaignState.ask")
+    wrap(ask.dataclasses, "asdict", "asdict (call records)")
+
+
 def _local_llm() -> None:
     """Answers chat calls in-process (``--local-llm``, module docstring)."""
     from openai.types.chat import ChatCompletion
@@ -260,13 +312,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--concurrency", type=int, required=True)
     ap.add_argument("--profile", default=None, help="write a cProfile of the measured run here")
     ap.add_argument("--local-llm", action="store_true", help="answer chat calls in-process (module docstring)")
+    ap.add_argument("--timers", action="store_true", help="CPU per child in the engine's functions (module docstring)")
     a = ap.parse_args(argv)
     if a.local_llm:
         _local_llm()
+    if a.timers:
+        _timers()
     fn = run_qdsearch if a.kind == "qdsearch" else run_bare
     out = fn(a.base_url, a.children, a.concurrency, a.profile)
     if a.local_llm:
         out["llm_cpu_s"] = _LLM_CPU[0]  # over the measured phase, like cpu_s
+    if a.timers:
+        n = max(1, out["children"])
+        out["timers_ms_per_child"] = {k: round(1000 * v[0] / n, 3) for k, v in sorted(_TIMED.items())}
     print(json.dumps(out), flush=True)
 
 

@@ -425,7 +425,7 @@ def markdown(
     if gens:
         lines.append(f"- `{GENERATIONAL}<n>`: qdsearch on the generational schedule (`runtime.schedule = "
                      f"\"generational\"`, `runtime.generation_size = n`, the default "
-                     f"`runtime.children_per_elite = 1`), otherwise the same as `qdsearch` (steady state); "
+                     f"`runtime.children_per_elite = 1.5`), otherwise the same as `qdsearch` (steady state); "
                      f"`{GENERATIONAL}<n>{NOCAP}`: the same with `children_per_elite = 0` (every generation n "
                      f"children), `{GENERATIONAL}<n>{CPE}<x>` with `children_per_elite = x`")  # fmt: skip
     if TUNED in args.methods:

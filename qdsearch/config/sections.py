@@ -283,7 +283,7 @@ class RuntimeConfig:
     generation_size: int = 32  # children per generation (generational schedule; about twice in_flight)
     # At most this many children per elite in a generation (0: no cap): a young
     # archive is not asked for many siblings of each parent at once.
-    children_per_elite: float = 1.0
+    children_per_elite: float = 1.5
 
     def validate(self, key: str) -> None:
         from qdsearch.runtime.kinds import RUNTIMES  # the one table of runtimes (imports nothing)

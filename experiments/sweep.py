@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-sizes", default="4,8")
     p.add_argument("--budgets", default="30,60", help="LLM calls per campaign (seed phase included)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--schedules", default="steady",
+                   help="comma list: steady, generational_<n> (runtime.schedule = generational, generation_size n)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=1, help="campaign seeds per cell (and world seeds with --world)")
     p.add_argument("--base-url", default="", help="OpenAI-compatible endpoint (default: embedded model)")
     p.add_argument("--model", default="")
@@ -159,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.strategies.split(",")) - set(STRATEGIES))
     if unknown:
         p.error(f"--strategies: unknown {unknown}; choose from {list(STRATEGIES)}")
+    schedules = [x.strip() for x in args.schedules.split(",") if x.strip()]
+    if bad := [x for x in schedules if schedule_runtime(x) is None]:
+        p.error(f"--schedules: unknown {bad}; steady or generational_<n>")
 
     t0 = time.monotonic()
     out = Path(args.out or ROOT / "archives" / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -192,15 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = None if args.world else stack.enter_context(open_endpoint(base.endpoint, base.local))
         for size in map(int, args.seed_sizes.split(",")):
             for budget in map(int, args.budgets.split(",")):
-                for strategy in args.strategies.split(","):
+                for strategy, schedule in itertools.product(args.strategies.split(","), schedules):
                     for rep in range(args.repeats):
-                        name = f"n{size}-b{budget}-{strategy}-r{rep}"
+                        tag = "" if schedule == "steady" else f"-{schedule}"
+                        name = f"n{size}-b{budget}-{strategy}{tag}-r{rep}"
                         cfg = qdsearch.load_config(
                             base,
                             run={"name": name, "out_dir": str(out / "runs"), "seed": rep},
                             seeds={"limit": size},
                             operators=STRATEGIES[strategy],
                             budget={"max_calls": budget},
+                            runtime=schedule_runtime(schedule),
                         )
                         world = args.world_seed + rep if args.world else None
                         if world is not None:
@@ -211,24 +219,61 @@ def main(argv: list[str] | None = None) -> int:
                         shares = (
                             family_shares(Path(res.pop("run_dir")) / "operators.csv") if strategy == "adaptive" else {}
                         )
-                        rows.append({"seeds": size, "budget_calls": budget, "strategy": strategy, "repeat": rep,
-                                     "world_seed": world, **res, **shares})  # fmt: skip
+                        rows.append({"seeds": size, "budget_calls": budget, "strategy": strategy,
+                                     "schedule": schedule, "repeat": rep, "world_seed": world, **res,
+                                     **shares})  # fmt: skip
                         print(name, res, file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "results.csv", index=False)
-    cols = ["seeds", "budget_calls", "strategy", "qd_score", "coverage", "elites", "quality_mean", "diversity",
-            "complexity_mean", "calls", "tokens", "wall_s"]  # fmt: skip
-    agg = df.groupby(["seeds", "budget_calls", "strategy"], sort=False)[cols[3:]].mean().round(3).reset_index()
+    cols = ["seeds", "budget_calls", "strategy", "schedule", "qd_score", "coverage", "elites", "quality_mean",
+            "diversity", "complexity_mean", "calls", "tokens", "wall_s"]  # fmt: skip
+    agg = df.groupby(cols[:4], sort=False)[cols[4:]].mean().round(3).reset_index()
+    if len(schedules) == 1:  # the table of a sweep without schedules, as before
+        agg = agg.drop(columns="schedule")
     cmd = "python experiments/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
     head = f"- command: `{cmd}`\n- total wall time {time.monotonic() - t0:.0f} s; {args.repeats} repeat(s) per cell"
     head += f", world seeds {args.world_seed}..{args.world_seed + args.repeats - 1}\n\n" if args.world else "\n\n"
     text = head + markdown_table(agg)
     if "adaptive" in set(df["strategy"]) and any(c.startswith("pulls_") for c in df.columns):
-        text += "\n## Does adaptive selection favour the best fixed strategy?\n\n" + markdown_table(adaptive_check(df))
+        first = df[df["schedule"] == schedules[0]]
+        text += "\n## Does adaptive selection favour the best fixed strategy?\n\n" + markdown_table(
+            adaptive_check(first)
+        )
+    if len(schedules) > 1:
+        text += "\n## Each schedule's QD-score over the first one's, paired by repeat\n\n" + markdown_table(
+            schedule_ratios(df, schedules)
+        )
     (out / "results.md").write_text(text)
     print(out / "results.md")
     return 0
+
+
+def schedule_runtime(name: str) -> dict[str, Any] | None:
+    """The ``[runtime]`` keys of a schedule name (``steady``, ``generational_<n>``); None if unknown."""
+    if name == "steady":
+        return {}
+    size = name.removeprefix("generational_")
+    if name.startswith("generational_") and size.isdigit() and int(size) > 0:
+        return {"schedule": "generational", "generation_size": int(size)}
+    return None
+
+
+def schedule_ratios(df: pd.DataFrame, schedules: list[str]) -> pd.DataFrame:
+    """Per sweep cell and strategy: each schedule's mean QD-score ratio to the first
+    schedule's, over repeats paired by run seed (and world), with how many it led."""
+    rows = []
+    key = ["seeds", "budget_calls", "strategy"]
+    for cell, g in df.groupby(key, sort=False):
+        ref = g[g["schedule"] == schedules[0]].set_index("repeat")["qd_score"]
+        row = dict(zip(key, cell, strict=True))
+        for other in schedules[1:]:
+            qd = g[g["schedule"] == other].set_index("repeat")["qd_score"].reindex(ref.index)
+            ok = ref > 0
+            ratio = (qd[ok] / ref[ok]).mean() if ok.any() else float("nan")
+            row[f"{other} / {schedules[0]}"] = f"{ratio:.3f} ({int((qd > ref).sum())}/{len(ref)} ahead)"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def adaptive_check(df: pd.DataFrame) -> pd.DataFrame:

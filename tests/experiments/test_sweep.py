@@ -31,3 +31,24 @@ def test_sweep_runs_end_to_end(fake_openai: Any, tmp_path: Path) -> None:
     assert (df["calls"] <= 24).all() and (df["qd_score"] > 0).all()
     assert "| strategy" in (out / "results.md").read_text()
     assert (out / "runs" / "n4-b24-adaptive-r0" / "operators.csv").is_file()
+
+
+def test_sweep_compares_schedules(fake_openai: Any, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import sweep
+    finally:
+        sys.path.pop(0)
+    fake = fake_openai(world)
+    out = tmp_path / "sweep"
+    argv = ["--base-url", fake.base_url, "--model", "fake", "--seed-sizes", "4", "--budgets", "24", "--repeats", "2"]
+    argv += ["--strategies", "adaptive", "--schedules", "steady,generational_4", "--out", str(out)]
+    assert sweep.main(argv) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert sorted(set(df["schedule"])) == ["generational_4", "steady"] and len(df) == 4
+    assert (df["calls"] <= 24).all()
+    text = (out / "results.md").read_text()
+    assert "generational_4 / steady" in text and "| schedule" in text
+    assert (out / "runs" / "n4-b24-adaptive-generational_4-r1" / "events.jsonl").is_file()
+    with pytest.raises(SystemExit):
+        sweep.main([*argv[:-4], "--schedules", "weekly", "--out", str(out)])

@@ -24,7 +24,6 @@ counted once.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -87,7 +86,7 @@ async def chat(
     """
     comp = await client.chat(messages, **kw)  # type: ignore[arg-type]
     if calls is not None:
-        calls.append(dataclasses.asdict(comp.record))
+        calls.append(comp.record.to_dict())
     return comp
 
 

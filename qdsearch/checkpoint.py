@@ -350,7 +350,7 @@ def write(run_dir: Path, fold: LogFold, elites: pd.DataFrame | ArchiveBase, offs
     """Writes the checkpoint of a fold that covers the log's first ``offset`` bytes
     (``fold.counters`` not yet :meth:`~Counters.finish`-ed), with the archive's elites
     then (an archive, or its :func:`~qdsearch.archive.elites_frame`)."""
-    from qdsearch.store import atomic_write
+    from qdsearch.atomic import atomic_write
 
     frame = elites if isinstance(elites, pd.DataFrame) else elites_frame(elites)
     data = {

@@ -47,6 +47,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from qdsearch.atomic import atomic_write
 from qdsearch.checkpoint import LogFold, closed_segments, iter_segment, segment_name, selector_for
 from qdsearch.config import CampaignConfig, load_config, to_dict
 from qdsearch.descriptors.space import TopicSpace, load_topic_space
@@ -57,26 +58,6 @@ __all__ = ["RunStore", "StoreError", "atomic_write", "descriptor_space", "dumps_
 
 class StoreError(RuntimeError):
     """A run folder cannot be created, opened or read; the message names the path."""
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _atomic_write_all(items: list[tuple[Path, bytes]]) -> None:

@@ -37,6 +37,7 @@ from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, f
 from qdsearch.domains import Domain
 from qdsearch.events import Counters, StepStats, step_stats
 from qdsearch.llm.batching import attach_journal
+from qdsearch.llm.cache import open_cache
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import SEED_OPERATOR, Job
 from qdsearch.runtime import JobLost, Runtime
@@ -115,6 +116,7 @@ class Campaign:
         self.stop_requested = False
         self.stop_reason = ""
         self.warnings: list[str] = []  # things the user should know (the CLI shows them)
+        self._cache_warned = False
         # Set when the campaign cannot usefully go on (the embedding endpoint is down,
         # worker processes keep dying): it stops as a budget would, resumable.
         self.halt_reason = ""
@@ -301,10 +303,26 @@ class Campaign:
         return _outcome(task, job)
 
     def step(self) -> None:
+        self._check_cache()
         st = self.stats()
         self.sink.append_stats(st.row())
         if self.on_step is not None:
             self.on_step(st)
+
+    def _check_cache(self) -> None:
+        """Logs once, as a ``cache_off`` warning event, that this process's request cache
+        turned itself off (a corrupt, locked or read-only file: every call since went to
+        the endpoint, paid). The cache of a Ray worker is its own process's: its warning
+        goes to that worker's log."""
+        if self._cache_warned:
+            return
+        cache = open_cache(self.cfg.cache)
+        if cache is None or not cache.error:
+            return
+        self._cache_warned = True
+        detail = f"request cache {cache.path} turned off ({cache.error}): calls go to the endpoint"
+        self.warnings.append(detail)
+        self.sink.append({"type": "warning", "reason": "cache_off", "detail": detail, "time": time.time()})
 
     def snapshot(self) -> None:
         assert self.archive is not None

@@ -25,6 +25,7 @@ import logging
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,6 +462,18 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
             root.addHandler(fh)
     if "ray" in sys.modules:
         route_ray_logging()
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+    line: str | None = None,
+) -> None:  # fmt: skip
+    """Python warnings of a command (the request cache turning itself off, a library's
+    deprecation) as one logged line, so they land above the progress line and in the
+    log file instead of inside the line with their source file and line number."""
+    where = "" if category.__module__.startswith("qdsearch") else f" ({filename}:{lineno})"
+    logging.getLogger("qdsearch.warnings").warning(f"warning: {category.__name__}: {message}{where}")
 
 
 def _not_ray(record: logging.LogRecord) -> bool:

@@ -38,6 +38,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from qdsearch.judge.gates import LiteralGate, gate_of, gate_text
 from qdsearch.judge.lexicon import Gate
 from qdsearch.judge.patterns import (
     ML_PATTERNS,
@@ -46,9 +47,6 @@ from qdsearch.judge.patterns import (
     QUOTE,
     SQUASHED,
     WORD,
-    LiteralGate,
-    gate_of,
-    gate_text,
     squash,
 )
 from qdsearch.judge.textviews import MAX_CHARS, fold, views, visible

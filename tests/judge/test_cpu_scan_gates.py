@@ -1,4 +1,4 @@
-"""The injection scan's literal gates (qdsearch.judge.patterns.literal_gate) skip only
+"""The injection scan's literal gates (qdsearch.judge.gates.literal_gate) skip only
 searches that cannot match: the scan finds exactly what it finds without them."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qdsearch.judge import injection
-from qdsearch.judge.patterns import ML_PATTERNS, PATTERNS, SQUASHED, LiteralGate, gate_of, gate_text, literal_gate
+from qdsearch.judge.gates import LiteralGate, gate_of, gate_text, literal_gate
+from qdsearch.judge.patterns import ML_PATTERNS, PATTERNS, SQUASHED
 from qdsearch.judge.textviews import views
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,12 +16,18 @@ pytestmark = pytest.mark.slow  # an experiment run end to end
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_sweep_runs_end_to_end(fake_openai: Any, tmp_path: Path) -> None:
+def _sweep() -> Any:
+    """``experiments/sweep.py`` as a module."""
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
         import sweep
     finally:
         sys.path.pop(0)
+    return sweep
+
+
+def test_sweep_runs_end_to_end(fake_openai: Any, tmp_path: Path) -> None:
+    sweep = _sweep()
     fake = fake_openai(world)
     out = tmp_path / "sweep"
     argv = ["--base-url", fake.base_url, "--model", "fake", "--seed-sizes", "4", "--budgets", "24"]
@@ -34,11 +40,7 @@ def test_sweep_runs_end_to_end(fake_openai: Any, tmp_path: Path) -> None:
 
 
 def test_sweep_compares_schedules(fake_openai: Any, tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import sweep
-    finally:
-        sys.path.pop(0)
+    sweep = _sweep()
     fake = fake_openai(world)
     out = tmp_path / "sweep"
     argv = ["--base-url", fake.base_url, "--model", "fake", "--seed-sizes", "4", "--budgets", "24", "--repeats", "2"]

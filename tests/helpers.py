@@ -53,7 +53,7 @@ def config_dict(base_url: str, tmp_path: Path, **over: Any) -> dict[str, Any]:
         "seeds": {"path": str(write_seeds(tmp_path / "seeds.jsonl"))},
         "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
         "budget": {"max_children": 40},
-        "runtime": {"kind": "inprocess", "in_flight": 6, "embed_batch": 4, "snapshot_every": 10},
+        "runtime": {"kind": "inprocess", "in_flight": 6, "embed_batch": 4, "snapshot_every": 10, "snapshot_min_s": 0},
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)

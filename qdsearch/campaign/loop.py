@@ -117,6 +117,9 @@ class Campaign:
         self.stop_reason = ""
         self.warnings: list[str] = []  # things the user should know (the CLI shows them)
         self._cache_warned = False
+        self._since_snapshot = 0  # children recorded since the last snapshot (maybe_snapshot)
+        self._snapshot_end = time.monotonic()
+        self._snapshot_cost = 0.0  # seconds the last snapshot took
         # Set when the campaign cannot usefully go on (the embedding endpoint is down,
         # worker processes keep dying): it stops as a budget would, resumable.
         self.halt_reason = ""
@@ -324,8 +327,26 @@ class Campaign:
         self.warnings.append(detail)
         self.sink.append({"type": "warning", "reason": "cache_off", "detail": detail, "time": time.time()})
 
+    def maybe_snapshot(self, added: int) -> None:
+        """Counts ``added`` recorded children and takes a snapshot when one is due:
+        ``runtime.snapshot_every`` children since the last one, and at least
+        ``runtime.snapshot_min_s`` seconds since it ended, and 19 times as long as it took
+        (a snapshot writes the whole archive: at most about 5% of the loop's time goes to
+        them, whatever the archive's size or the endpoint's speed). ``snapshot_min_s = 0``
+        turns the pacing off: a snapshot at every ``snapshot_every`` children. The event
+        log is written through on every event whatever the pace; snapshots only shorten a
+        resume and refresh the run folder's tables."""
+        self._since_snapshot += added
+        if self._since_snapshot < self.cfg.runtime.snapshot_every:
+            return
+        floor = self.cfg.runtime.snapshot_min_s
+        wait = max(floor, 19.0 * self._snapshot_cost) if floor > 0 else 0.0
+        if time.monotonic() - self._snapshot_end >= wait:
+            self.snapshot()
+
     def snapshot(self) -> None:
         assert self.archive is not None
+        start = time.monotonic()
         state = self.counters.to_dict() | {
             "wall_s": self.wall(),
             "stop_reason": self.stop_reason,
@@ -337,6 +358,9 @@ class Campaign:
             self.domain_summary = summary(list(zip(elites["quality"], elites["response"], strict=True)))
             state["domain_summary"] = self.domain_summary
         self.sink.snapshot(elites, state)
+        self._snapshot_end = time.monotonic()
+        self._snapshot_cost = self._snapshot_end - start
+        self._since_snapshot = 0
 
     def _freeze_blend(self, cands: Sequence[Candidate]) -> float:
         """The run's complexity blend (:func:`qdsearch.campaign.measures.frozen_blend`);
@@ -435,7 +459,6 @@ class Campaign:
         jobs: dict[asyncio.Future[Candidate], Job] = {}
         pending: set[asyncio.Future[Candidate]] = set()
         done_buf = self._buffered = []
-        since_snapshot = 0
         batch = self.cfg.runtime.embed_batch
         try:
             while True:
@@ -465,13 +488,11 @@ class Campaign:
                     # Keep log order = child-id order within a batch, for readable logs.
                     done_buf.sort(key=lambda c: c.sample.id)
                     await self.record("child", done_buf)
-                    since_snapshot += len(done_buf)
+                    added = len(done_buf)
                     done_buf.clear()
                     self._in_flight = len(pending)
                     self.step()
-                    if since_snapshot >= self.cfg.runtime.snapshot_every:
-                        self.snapshot()
-                        since_snapshot = 0
+                    self.maybe_snapshot(added)
             self.stop_reason = self.budget_left() or "done"
         finally:
             for t in pending:

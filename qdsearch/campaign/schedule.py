@@ -274,7 +274,6 @@ async def run_generations(c: Campaign, rerun: Rerun | None, count: int) -> int:
         How many generations the log holds now.
     """
     cfg = c.cfg
-    since_snapshot = [0]
     while True:
         if rerun is not None:
             jobs, index, first = rerun.jobs, rerun.index, rerun.first
@@ -297,7 +296,7 @@ async def run_generations(c: Campaign, rerun: Rerun | None, count: int) -> int:
             c.sink.append(gen)
             _mark(c, first + size)
         count = index + 1
-        finished = await _generation(c, jobs, first, since_snapshot)
+        finished = await _generation(c, jobs, first)
         if not finished:
             break
     c.stop_reason = c.budget_left() or "done"
@@ -318,7 +317,7 @@ def _interrupted(c: Campaign) -> bool:
     return c.stop_requested or bool(c.halt_reason) or bool(wall_cap and c.wall() >= wall_cap)
 
 
-async def _generation(c: Campaign, jobs: list[Job], first: int, since_snapshot: list[int]) -> bool:
+async def _generation(c: Campaign, jobs: list[Job], first: int) -> bool:
     """Runs one generation's ``jobs`` (``runtime.in_flight`` at a time, in id order) and
     records their children chunk by chunk in id order.
 
@@ -341,11 +340,8 @@ async def _generation(c: Campaign, jobs: list[Job], first: int, since_snapshot: 
             recorded += 1
             await c.record("child", cands)
             c._in_flight = len(pending) + sum(r is not None for r in results.values())
-            since_snapshot[0] += len(cands)
             c.step()
-            if since_snapshot[0] >= cfg.runtime.snapshot_every:
-                c.snapshot()
-                since_snapshot[0] = 0
+            c.maybe_snapshot(len(cands))
 
     try:
         while queue or pending:

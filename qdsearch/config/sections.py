@@ -273,6 +273,9 @@ class RuntimeConfig:
     ray_address: str = ""  # empty: start a local Ray bound to 127.0.0.1
     embed_batch: int = 16
     snapshot_every: int = 50
+    # ... and at least this many seconds apart (a fast endpoint would otherwise spend its
+    # time rewriting the archive; see Campaign.maybe_snapshot)
+    snapshot_min_s: float = 1.0
     # Ray resources each worker actor holds, e.g. {llm_node = 0.01} (qdsearch.runtime.placement)
     actor_resources: dict[str, float] = field(default_factory=dict)
     # "steady": each child is drawn from the archive as it is when a slot frees up (no
@@ -305,6 +308,13 @@ class RuntimeConfig:
         _check(self.in_flight >= 1, f"{key}.in_flight", f"must be >= 1, got {self.in_flight}")
         _check(self.embed_batch >= 1, f"{key}.embed_batch", f"must be >= 1, got {self.embed_batch}")
         _check(self.snapshot_every >= 1, f"{key}.snapshot_every", f"must be >= 1, got {self.snapshot_every}")
+        _check(
+            isinstance(self.snapshot_min_s, (int, float))
+            and not isinstance(self.snapshot_min_s, bool)
+            and 0 <= self.snapshot_min_s < float("inf"),
+            f"{key}.snapshot_min_s",
+            f"must be a number of seconds >= 0, got {_show(self.snapshot_min_s)}",
+        )
         _check(
             self.ray_address in ("", "auto", "local") or bool(_RAY_ADDRESS.fullmatch(self.ray_address)),
             f"{key}.ray_address",

@@ -47,7 +47,7 @@ def _config(base_url: str, tmp_path: Path, **over: Any) -> dict[str, Any]:
         "seeds": {"path": str(seeds)},
         "archive": {"topic": "pca", "complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
         "budget": {"max_children": 10},
-        "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 10},
+        "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 10, "snapshot_min_s": 0},
     }  # fmt: skip
     for section, values in over.items():
         d.setdefault(section, {}).update(values)

@@ -130,7 +130,7 @@ def test_resume_after_kill_9_asks_nothing_for_children_already_answered(fake_ope
     fake = fake_openai(world, latency_s=0.03)
     d = _config(fake.base_url, tmp_path, "crashy", budget={"max_children": 24})
     # a whole generation is embedded and logged at once: its answered children wait unlogged
-    d["runtime"] |= {"in_flight": 2, "embed_batch": 8, "snapshot_every": 4}
+    d["runtime"] |= {"in_flight": 2, "embed_batch": 8, "snapshot_every": 4, "snapshot_min_s": 0}
     cfg_path = tmp_path / "cfg.toml"
     cfg_path.write_text(dumps_toml(d))
     run_dir = tmp_path / "archives" / "crashy"

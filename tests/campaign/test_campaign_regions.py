@@ -42,7 +42,7 @@ def cfg_for(base_url: str, tmp_path: Path, name: str = "r", **over: Any) -> Camp
         "embedding": {"backend": "endpoint", "base_url": base_url, "model": "e"},
         "seeds": {"path": str(seeds)},
         "budget": {"max_children": 30},
-        "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 10},
+        "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 10, "snapshot_min_s": 0},
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)

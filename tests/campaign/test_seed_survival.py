@@ -53,7 +53,7 @@ def config_dict(base_url: str, tmp_path: Path, **over: dict[str, Any]) -> dict[s
         "seeds": {"path": str(seeds)},
         "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
         "budget": {"max_children": 6},
-        "runtime": {"kind": "inprocess", "in_flight": 3, "embed_batch": 3, "snapshot_every": 10},
+        "runtime": {"kind": "inprocess", "in_flight": 3, "embed_batch": 3, "snapshot_every": 10, "snapshot_min_s": 0},
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)

@@ -227,7 +227,7 @@ def test_kill_9_then_resume_a_task_prompt_run(fake_openai: Any, tmp_path: Path) 
     fake = fake_openai(tw.world, latency_s=0.03)
     d = _gated(tmp_path, fake.base_url)
     d["budget"] = {"max_children": 30}
-    d["runtime"] |= {"in_flight": 3, "snapshot_every": 4}
+    d["runtime"] |= {"in_flight": 3, "snapshot_every": 4, "snapshot_min_s": 0}
     cfg = _write(tmp_path, d)
     run = tmp_path / "archives" / "tp"
     env = dict(os.environ, QDSEARCH_NO_CACHE="1")

@@ -64,7 +64,13 @@ def campaign_config(base_url: str, tmp_path: Path, seeds: str, name: str, childr
             "seeds": {"path": seeds},
             "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
             "budget": {"max_children": children},
-            "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 10},
+            "runtime": {
+                "kind": "inprocess",
+                "in_flight": 4,
+                "embed_batch": 4,
+                "snapshot_every": 10,
+                "snapshot_min_s": 0,
+            },
             "export": {"license": "apache-2.0"},
         }
     )

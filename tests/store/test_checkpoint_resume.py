@@ -66,7 +66,7 @@ def _cfg(fake: Any, tmp: Path, **runtime: Any) -> CampaignConfig:
     over = {
         "budget": {"max_children": 48},
         "operators": {"selection": "ucb"},
-        "runtime": {"snapshot_every": 8, **runtime},
+        "runtime": {"snapshot_every": 8, "snapshot_min_s": 0, **runtime},
     }
     return from_dict(config_dict(fake.base_url, tmp, **over))
 

@@ -77,7 +77,7 @@ def test_kill_9_at_random_moments_then_resume(fake_openai: Any, tmp_path: Path) 
         fake.base_url,
         tmp_path,
         budget={"max_children": BUDGET},
-        runtime={"in_flight": IN_FLIGHT, "embed_batch": EMBED_BATCH, "snapshot_every": 6},
+        runtime={"in_flight": IN_FLIGHT, "embed_batch": EMBED_BATCH, "snapshot_every": 6, "snapshot_min_s": 0},
     )
     d["run"]["name"] = "crashy"
     cfg_path = tmp_path / "cfg.toml"

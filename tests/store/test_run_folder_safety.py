@@ -44,7 +44,7 @@ def _config(base_url: str, tmp_path: Path, name: str = "r", **over: Any) -> dict
         "seeds": {"path": str(seeds)},
         "archive": {"complexity_bins": 5, "topic_dims": 2, "topic_bins": 3},
         "budget": {"max_children": 12},
-        "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 4},
+        "runtime": {"kind": "inprocess", "in_flight": 4, "embed_batch": 4, "snapshot_every": 4, "snapshot_min_s": 0},
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)

@@ -140,7 +140,13 @@ def test_campaign_against_the_world_beats_its_seeds(server: WorldServer, tmp_pat
             "operators": {"names": ALL_OPERATORS, "selection": "ucb"},
             "budget": {"max_children": 80},
             # One child at a time: the world's counters, and so the run, are exactly reproducible.
-            "runtime": {"kind": "inprocess", "in_flight": 1, "embed_batch": 4, "snapshot_every": 40},
+            "runtime": {
+                "kind": "inprocess",
+                "in_flight": 1,
+                "embed_batch": 4,
+                "snapshot_every": 40,
+                "snapshot_min_s": 0,
+            },
         }
     )
     store = RunStore.create(cfg)

@@ -25,7 +25,7 @@ import openai
 from qdsearch.config import EndpointConfig
 from qdsearch.llm.cache import CachedReply, RequestCache, current_site, endpoint_identity, request_key
 from qdsearch.llm.cache.keys import RequestKey
-from qdsearch.llm.fastpath import create_chat
+from qdsearch.llm.fastpath import ChatReply, create_chat, read_reply
 from qdsearch.llm.limits import Limits, estimate_tokens, retry_after_s
 from qdsearch.llm.records import REDACTED, CallRecord, Completion, LLMError, Usage, scrub
 
@@ -168,7 +168,11 @@ class LLMClient:
             outcome = r.outcome
             raise
         finally:  # the reply's usage corrects the token estimate
-            self.limits.finish(ticket, outcome, getattr(getattr(result, "usage", None), "total_tokens", None))
+            if isinstance(result, ChatReply):
+                total = result.total_tokens
+            else:
+                total = getattr(getattr(result, "usage", None), "total_tokens", None)
+            self.limits.finish(ticket, outcome, total)
 
     async def _send(self, request: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -372,15 +376,8 @@ class LLMClient:
             if key:
                 e.record = replace(e.record, cache="miss")
             raise
-        usage = getattr(resp, "usage", None)
-        p_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        p_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        choices = getattr(resp, "choices", None) or []
-        text, finish = "", None
-        if choices:
-            msg = getattr(choices[0], "message", None)
-            text = (getattr(msg, "content", None) or "") if msg is not None else ""
-            finish = getattr(choices[0], "finish_reason", None)
+        reply = read_reply(resp)  # (a batch line's is a ChatCompletion)
+        p_in, p_out, text, finish = reply.prompt_tokens, reply.completion_tokens, reply.text, reply.finish_reason
         record = CallRecord(
             tag=tag,
             model=self.cfg.model,
@@ -394,7 +391,7 @@ class LLMClient:
             cache="miss" if key else "",
         )
         self._finish(record)
-        stored = self._cache_store(key, record, text) if choices else ""
+        stored = self._cache_store(key, record, text) if reply.answered else ""
         return Completion(text=text, finish_reason=finish, record=record, cache_key=stored)
 
     async def _batched(

@@ -170,7 +170,9 @@ def snapshot_time(elites: int) -> dict[str, Any]:
         add_sample(archive, s, 5.0, meas, float(meas[0]))
     n = int(archive.stats.num_elites)
     with tempfile.TemporaryDirectory(prefix="qds-bench-snap-") as tmp:
-        run_cfg = from_dict({"run": {"name": "snap", "out_dir": tmp}, "archive": {"topic": "pca", "complexity_bins": 10}})
+        run_cfg = from_dict(
+            {"run": {"name": "snap", "out_dir": tmp}, "archive": {"topic": "pca", "complexity_bins": 10}}
+        )
         store = RunStore.create(run_cfg)
         state = {"children": elites, "wall_s": 1.0}
         best_frame, best_total = float("inf"), float("inf")

@@ -25,6 +25,7 @@ from ribs.archives import ArchiveBase
 
 from qdsearch.archive import elites_frame, make_centroids
 from qdsearch.campaign.budget import budget_left, forecast
+from qdsearch.campaign.collector import campaign_gc, freeze_now
 from qdsearch.campaign.embed import embed_children
 from qdsearch.campaign.holdout import holdout_pass
 from qdsearch.campaign.measures import frozen_blend
@@ -413,6 +414,10 @@ class Campaign:
         task is cancelled instead, they are lost (and nothing else is).
         """
         self._session_start = time.monotonic()
+        with campaign_gc(self.cfg.runtime.gc_freeze):
+            return await self._run()
+
+    async def _run(self) -> StepStats:
         try:
             try:
                 if self.archive is None:
@@ -423,6 +428,7 @@ class Campaign:
                     self.state.novelty.reset({s.id: v for s, v in zip(ids, vecs, strict=True)})
             except (EmbeddingError, JobLost) as e:  # before any child: nothing to go on with
                 raise CampaignError(f"cannot start: {e}") from None
+            freeze_now()  # what the seed phase set up lives as long as the campaign
             if self.cfg.runtime.schedule == "generational":
                 count, rerun = self._generations
                 self._generations = (await run_generations(self, rerun, count), None)

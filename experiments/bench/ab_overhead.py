@@ -2,8 +2,9 @@
 
     .venv/bin/python experiments/bench/ab_overhead.py BEFORE_TREE AFTER_TREE [--repeats N] [--local-llm] [--timers]
 
-For each repeat and each tree in turn, one bare-loop run then one qdsearch run
-(:mod:`experiments.bench.engine`, a fresh process started in that tree, so each run
+For each repeat and each tree in turn, one run of each ``--kinds`` (default: the plain-SDK
+loop, the bare ``LLMClient`` loop, then qdsearch; :mod:`experiments.bench.engine`, a fresh
+process started in that tree, so each run
 uses that tree's ``qdsearch``) against one zero-latency fake endpoint with 64 slots
 (:mod:`experiments.bench.server`, started from the first tree), 1000 children at
 concurrency 64. Prints one JSON line per run (children/s, client CPU ms per child,
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         help="answer chat calls in each run's process (engine.py --local-llm): the engine's own CPU per child",
     )
     ap.add_argument("--timers", action="store_true", help="qdsearch rows add CPU per child by function (engine.py)")
+    ap.add_argument("--kinds", default="sdk,bare,qdsearch", help="comma-separated run kinds of engine.py, in order")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(a.trees[0].resolve()))
     from experiments.bench.run import _last_json, endpoint
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         for rep in range(a.repeats):
             for tree in a.trees if rep % 2 == 0 else a.trees[::-1]:  # no tree always first
                 root = str(tree.resolve())
-                for kind in ("bare", "qdsearch"):
+                for kind in a.kinds.split(","):
                     args = [kind, "--base-url", ep.base_url, "--children", str(a.children)]
                     args += ["--concurrency", str(a.concurrency)] + (["--local-llm"] if a.local_llm else [])
                     args += ["--timers"] if a.timers and kind == "qdsearch" else []

@@ -231,6 +231,63 @@ def run_bare(base_url: str, children: int, concurrency: int, profile: str | None
 _TIMED: dict[str, list[float]] = {}  # label -> [CPU seconds, calls] (--timers)
 
 
+def run_sdk(base_url: str, children: int, concurrency: int, profile: str | None = None) -> dict[str, Any]:
+    """The loop a user would write without qdsearch: ``concurrency`` asyncio tasks making
+    the same three requests per child (the same bodies ``LLMClient`` sends) with the plain
+    openai SDK (``AsyncOpenAI`` on its aiohttp transport, ``chat.completions.create``),
+    reading each reply's text. No retries of its own, no limiter, no accounting."""
+    import openai
+
+    from qdsearch.llm.client import response_format
+
+    op, respond, judge = _bare_messages()
+    cfg = EndpointConfig(**endpoint_dict(base_url, concurrency))
+    base = {"model": cfg.model, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+    bodies = [
+        {**base, "messages": op, "response_format": response_format(cfg.json_mode, CHILD_SCHEMA)},
+        {**base, "messages": respond},
+        {**base, "messages": judge, "temperature": 0.0, "max_tokens": 256,
+         "response_format": response_format(cfg.json_mode, VERDICT_SCHEMA["both"])},
+    ]  # fmt: skip
+    ids = itertools.count()
+    calls = [0]
+
+    async def go() -> None:
+        client = openai.AsyncOpenAI(
+            base_url=base_url, api_key="EMPTY", max_retries=2, timeout=cfg.timeout_s,
+            http_client=openai.DefaultAioHttpClient(timeout=cfg.timeout_s),
+        )  # fmt: skip
+
+        async def worker() -> None:
+            while next(ids) < children:
+                for body in bodies:
+                    resp = await client.chat.completions.create(**body)
+                    assert resp.choices[0].message.content is not None
+                    calls[0] += 1
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        finally:
+            await client.close()
+
+    cpu0, t0 = _cpu_s(), time.perf_counter()
+    with _profiled(profile):
+        asyncio.run(go())
+    wall = time.perf_counter() - t0
+    return {
+        "kind": "sdk",
+        "children": children,
+        "calls": calls[0],
+        "child_calls": calls[0],
+        "failed_calls": 0,
+        "wall_s": wall,
+        "total_s": wall,
+        "children_per_s": children / wall,
+        "cpu_s": _cpu_s() - cpu0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
 def _timers() -> None:
     """Wraps the engine's per-child functions with CPU-time counters (``--timers``): the
     measured phase's CPU per child in each, nested ones counted in their callers too."""
@@ -240,7 +297,7 @@ def _timers() -> None:
     import qdsearch.campaign.state as state
     import qdsearch.judge as judge
     import qdsearch.judge.screening as screening
-    import qdsearch.llm.ask as ask
+    import qdsearch.llm.records as records
     import qdsearch.operators.evol as evol
     import qdsearch.store as store
 
@@ -270,7 +327,7 @@ def _timers() -> None:
     wrap(judge, "render_judge", "render_judge")
     wrap(evol, "check_instruction", "check_instruction")
     wrap(state.CampaignState, "ask", "CampaignState.ask")
-    wrap(ask.dataclasses, "asdict", "asdict (call records)")
+    wrap(records.CallRecord, "to_dict", "CallRecord.to_dict")
 
 
 def _local_llm() -> None:
@@ -306,7 +363,7 @@ def _local_llm() -> None:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("QDSEARCH_NO_CACHE", "1")  # measured calls and spend: no reply from the request cache
     ap = argparse.ArgumentParser(description="one measured benchmark run (see experiments/bench/engine.py)")
-    ap.add_argument("kind", choices=["qdsearch", "bare"])
+    ap.add_argument("kind", choices=["qdsearch", "bare", "sdk"])
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--children", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)
@@ -318,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         _local_llm()
     if a.timers:
         _timers()
-    fn = run_qdsearch if a.kind == "qdsearch" else run_bare
+    fn = {"qdsearch": run_qdsearch, "bare": run_bare, "sdk": run_sdk}[a.kind]
     out = fn(a.base_url, a.children, a.concurrency, a.profile)
     if a.local_llm:
         out["llm_cpu_s"] = _LLM_CPU[0]  # over the measured phase, like cpu_s

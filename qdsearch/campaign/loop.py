@@ -25,13 +25,13 @@ from ribs.archives import ArchiveBase
 
 from qdsearch.archive import elites_frame, make_centroids
 from qdsearch.campaign.budget import budget_left, forecast
-from qdsearch.campaign.collector import campaign_gc, freeze_now
 from qdsearch.campaign.embed import embed_children
 from qdsearch.campaign.holdout import holdout_pass
 from qdsearch.campaign.measures import frozen_blend
 from qdsearch.campaign.schedule import Rerun, run_generations, unfinished_generation
 from qdsearch.campaign.state import CampaignError, CampaignState
 from qdsearch.checkpoint import ResumeLog
+from qdsearch.collector import campaign_gc, freeze_now
 from qdsearch.config import CampaignConfig
 from qdsearch.descriptors.embedding import Embedder, EmbeddingError
 from qdsearch.descriptors.space import TopicSpace, embed_fit_texts, fit_texts, fit_topic_space

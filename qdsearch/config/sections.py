@@ -276,7 +276,7 @@ class RuntimeConfig:
     # ... and at least this many seconds apart (a fast endpoint would otherwise spend its
     # time rewriting the archive; see Campaign.maybe_snapshot)
     snapshot_min_s: float = 1.0
-    # freeze the long-lived heap for the collector during a campaign (qdsearch.campaign.collector)
+    # freeze the long-lived heap for the collector during a campaign (qdsearch.collector)
     gc_freeze: bool = True
     # Ray resources each worker actor holds, e.g. {llm_node = 0.01} (qdsearch.runtime.placement)
     actor_resources: dict[str, float] = field(default_factory=dict)

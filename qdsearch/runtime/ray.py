@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from qdsearch.collector import freeze_worker
 from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.domains import Domain
 from qdsearch.llm.limits import share_among
@@ -61,6 +62,7 @@ class _Actor:
         # Every actor runs its own clients on the same endpoints: each paces to its share.
         share_among((c.limits for c in (w.client, w.target, w.grader)), cfg.runtime.workers)
         self._node = _node_id()
+        freeze_worker(cfg.runtime.gc_freeze)  # this process lives for the campaign
 
     async def run(self, job: Job) -> Candidate:
         return dataclasses.replace(await self._worker.run(job), node=self._node)

@@ -1,4 +1,4 @@
-"""The collector during a campaign (qdsearch.campaign.collector): the long-lived heap
+"""The collector during a campaign (qdsearch.collector): the long-lived heap
 frozen and a larger young threshold while it runs, everything put back after it,
 nested campaigns tuned once, and garbage still collected."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from qdsearch.campaign.collector import YOUNG_THRESHOLD, campaign_gc, freeze_now
+from qdsearch.collector import YOUNG_THRESHOLD, campaign_gc, freeze_now
 from qdsearch.config import from_dict
 from tests.fakes.world import world
 from tests.helpers import config_dict, run_campaign
@@ -103,3 +103,18 @@ def test_a_campaign_tunes_it_while_it_runs_only(
     else:
         assert all(n == 0 and t == thresholds for n, t in seen)
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def test_a_worker_process_freezes_once_set_up() -> None:
+    """A Ray worker's process lives for one campaign: frozen for good (in a process of its own here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from qdsearch.collector import freeze_worker, YOUNG_THRESHOLD\n"
+        "t = gc.get_threshold(); freeze_worker(False); assert gc.get_freeze_count() == 0 and gc.get_threshold() == t\n"
+        "freeze_worker(); assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] >= YOUNG_THRESHOLD\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -15,8 +15,10 @@ only what the campaign made since, and collects the youngest generation every 50
 net allocations instead of 700. Garbage is still collected: the objects made during
 the campaign as before, the frozen ones when the campaign ends (``gc.unfreeze``), and
 the thresholds are put back. Nested or concurrent campaigns in one process tune it
-once, and the last one out restores it. ``runtime.gc_freeze = false`` leaves the
-collector alone (a process whose other work needs frozen garbage reclaimed sooner).
+once, and the last one out restores it. A Ray worker, a process that lives for one
+campaign, freezes its heap once it is set up (:func:`freeze_worker`).
+``runtime.gc_freeze = false`` leaves the collector alone (a process whose other work
+needs frozen garbage reclaimed sooner).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["YOUNG_THRESHOLD", "campaign_gc", "freeze_now"]
+__all__ = ["YOUNG_THRESHOLD", "campaign_gc", "freeze_now", "freeze_worker"]
 
 YOUNG_THRESHOLD = 5000  # net allocations between two collections of the youngest generation
 
@@ -39,6 +41,15 @@ def freeze_now() -> None:
     a model loaded at the first embedding)."""
     if _depth[0] and gc.isenabled():
         gc.freeze()
+
+
+def freeze_worker(enabled: bool = True) -> None:
+    """For a process that lives for one campaign (a Ray worker actor), once it is set up:
+    what is alive now is frozen for good, and the young threshold raised (module doc)."""
+    if enabled and gc.isenabled():
+        gc.freeze()
+        first, *rest = gc.get_threshold()
+        gc.set_threshold(max(first, YOUNG_THRESHOLD), *rest)
 
 
 @contextmanager

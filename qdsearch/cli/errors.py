@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,41 +56,69 @@ def _describe(e: BaseException) -> str | None:
     return None
 
 
-def _missing_field(run_dir: Path, key: str) -> str | None:
-    """Where the event log lacks ``key``: ``events.jsonl:LINE: ...`` for the first
-    record without a field that the other records of its kind carry (top level, or in
-    the objects of one of its lists, such as ``calls``); None if no record lacks it."""
-    path = run_dir / "events.jsonl"
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError:
-        return None
-    events: list[tuple[int, dict[str, Any]]] = []
-    for no, line in enumerate(lines, 1):
-        try:
-            ev = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue
-        if isinstance(ev, dict):
-            events.append((no, ev))
+def _log_records(run_dir: Path) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """``(file, line number, record)`` for every JSON object line of the run's log: its
+    closed segments (gzip or plain), then ``events.jsonl``, read in a stream; lines that
+    do not parse are passed over, a file that cannot be read ends its part."""
+    import gzip
 
+    from qdsearch.checkpoint import closed_segments
+
+    for path in [*closed_segments(run_dir), run_dir / "events.jsonl"]:
+        opener: Any = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rb") as f:
+                for no, line in enumerate(f, 1):
+                    try:
+                        ev = json.loads(line) if line.strip() else None
+                    except ValueError:
+                        continue
+                    if isinstance(ev, dict):
+                        yield path, no, ev
+        except (OSError, EOFError):  # missing, unreadable, or a damaged gzip stream
+            continue
+
+
+def _missing_field(run_dir: Path, key: str) -> str | None:
+    """Where the event log lacks ``key``: ``FILE:LINE: ...`` for the first record
+    without a field that the other records of its kind carry (top level, or in the
+    objects of one of its lists, such as ``calls``); None if no record lacks it. The
+    log's closed segments are read too, in log order; two streamed passes, so memory
+    does not grow with the log."""
+
+    def kinds(ev: dict[str, Any]) -> tuple[Any, Any]:
+        return (ev.get("type"), ev.get("status")), ev.get("type")
+
+    by_status: set[Any] = set()  # (type, status) of the records that carry key
+    by_type: set[Any] = set()
+    lists: set[str] = set()  # list fields whose objects carry key
+    for _, _, ev in _log_records(run_dir):
+        if key in ev:
+            a, b = kinds(ev)
+            by_status.add(a)
+            by_type.add(b)
+        for name, v in ev.items():
+            if isinstance(v, list) and any(isinstance(x, dict) and key in x for x in v):
+                lists.add(name)
+    if not (by_status or lists):
+        return None
     # a top-level field that other records of the same type and status (else type) carry
-    for kind in (lambda ev: (ev.get("type"), ev.get("status")), lambda ev: ev.get("type")):
-        carriers = {kind(ev) for _, ev in events if key in ev}
-        for no, ev in events:
-            if key not in ev and kind(ev) in carriers:
+    first_by_type: str | None = None
+    first_in_list: str | None = None
+    for path, no, ev in _log_records(run_dir):
+        if key not in ev:
+            a, b = kinds(ev)
+            if a in by_status:
                 return f"{path}:{no}: event record has no field {key!r}"
-    # a field of the objects in a list (such as each call of ``calls``)
-    lists = {
-        name
-        for _, ev in events
-        for name, v in ev.items()
-        if isinstance(v, list) and any(isinstance(x, dict) and key in x for x in v)
-    }
-    for no, ev in events:
-        for name in sorted(lists):
-            items = ev.get(name)
-            for i, item in enumerate(items if isinstance(items, list) else []):
-                if isinstance(item, dict) and key not in item:
-                    return f"{path}:{no}: event record has no field '{name}[{i}].{key}'"
-    return None
+            if first_by_type is None and b in by_type:
+                first_by_type = f"{path}:{no}: event record has no field {key!r}"
+        if first_in_list is None:
+            for name in sorted(lists):
+                items = ev.get(name)
+                for i, item in enumerate(items if isinstance(items, list) else []):
+                    if isinstance(item, dict) and key not in item:
+                        first_in_list = f"{path}:{no}: event record has no field '{name}[{i}].{key}'"
+                        break
+                if first_in_list is not None:
+                    break
+    return first_by_type or first_in_list

@@ -320,6 +320,30 @@ def test_missing_event_field_names_file_line_and_field(
     assert f"{log}:{no + 1}: event record has no field {where}" in err, err
 
 
+@pytest.mark.parametrize("command", [["export"], ["operators"], ["report", "--no-qdc"]])
+def test_missing_event_field_in_a_closed_segment_names_the_segment(
+    finished_run: Path, tmp_path: Path, capsys: Any, command: list[str]
+) -> None:
+    """A long log's first part lives in ``events-000001.jsonl.gz``: the record that lacks
+    a field is named in that file, with its line number there."""
+    import gzip
+
+    run = _copy_run(finished_run, tmp_path)
+    log = run / "events.jsonl"
+    lines = log.read_text().splitlines()
+    no = next(i for i, ln in enumerate(lines) if '"type": "child"' in ln and '"status": "accepted"' in ln)
+    ev = json.loads(lines[no])
+    del ev["status"]
+    lines[no] = json.dumps(ev)
+    segment = run / "events-000001.jsonl.gz"
+    with gzip.open(segment, "wb") as z:
+        z.write(("\n".join(lines[: no + 2]) + "\n").encode())
+    log.write_text("\n".join(lines[no + 2 :]) + "\n")
+    (run / "checkpoint.json").unlink(missing_ok=True)
+    err = _run_any([command[0], str(run), *command[1:]], capsys)
+    assert f"{segment}:{no + 1}: event record has no field 'status'" in err, err
+
+
 @pytest.mark.parametrize(
     ("name", "garbage", "commands"),
     [

@@ -28,6 +28,7 @@ from qdsearch.campaign.budget import budget_left, forecast
 from qdsearch.campaign.embed import embed_children
 from qdsearch.campaign.holdout import holdout_pass
 from qdsearch.campaign.measures import frozen_blend
+from qdsearch.campaign.pace import SnapshotPace
 from qdsearch.campaign.schedule import Rerun, run_generations, unfinished_generation
 from qdsearch.campaign.state import CampaignError, CampaignState
 from qdsearch.checkpoint import ResumeLog
@@ -118,9 +119,7 @@ class Campaign:
         self.stop_reason = ""
         self.warnings: list[str] = []  # things the user should know (the CLI shows them)
         self._cache_warned = False
-        self._since_snapshot = 0  # children recorded since the last snapshot (maybe_snapshot)
-        self._snapshot_end = time.monotonic()
-        self._snapshot_cost = 0.0  # seconds the last snapshot took
+        self._pace = SnapshotPace(cfg.runtime)  # when a snapshot is due (maybe_snapshot)
         # Set when the campaign cannot usefully go on (the embedding endpoint is down,
         # worker processes keep dying): it stops as a budget would, resumable.
         self.halt_reason = ""
@@ -329,20 +328,9 @@ class Campaign:
         self.sink.append({"type": "warning", "reason": "cache_off", "detail": detail, "time": time.time()})
 
     def maybe_snapshot(self, added: int) -> None:
-        """Counts ``added`` recorded children and takes a snapshot when one is due:
-        ``runtime.snapshot_every`` children since the last one, and at least
-        ``runtime.snapshot_min_s`` seconds since it ended, and 19 times as long as it took
-        (a snapshot writes the whole archive: at most about 5% of the loop's time goes to
-        them, whatever the archive's size or the endpoint's speed). ``snapshot_min_s = 0``
-        turns the pacing off: a snapshot at every ``snapshot_every`` children. The event
-        log is written through on every event whatever the pace; snapshots only shorten a
-        resume and refresh the run folder's tables."""
-        self._since_snapshot += added
-        if self._since_snapshot < self.cfg.runtime.snapshot_every:
-            return
-        floor = self.cfg.runtime.snapshot_min_s
-        wait = max(floor, 19.0 * self._snapshot_cost) if floor > 0 else 0.0
-        if time.monotonic() - self._snapshot_end >= wait:
+        """Counts ``added`` recorded children; takes a snapshot if one is due
+        (:mod:`qdsearch.campaign.pace`)."""
+        if self._pace.due(added):
             self.snapshot()
 
     def snapshot(self) -> None:
@@ -359,9 +347,7 @@ class Campaign:
             self.domain_summary = summary(list(zip(elites["quality"], elites["response"], strict=True)))
             state["domain_summary"] = self.domain_summary
         self.sink.snapshot(elites, state)
-        self._snapshot_end = time.monotonic()
-        self._snapshot_cost = self._snapshot_end - start
-        self._since_snapshot = 0
+        self._pace.taken(start)
 
     def _freeze_blend(self, cands: Sequence[Candidate]) -> float:
         """The run's complexity blend (:func:`qdsearch.campaign.measures.frozen_blend`);

@@ -274,7 +274,7 @@ class RuntimeConfig:
     embed_batch: int = 16
     snapshot_every: int = 50
     # ... and at least this many seconds apart (a fast endpoint would otherwise spend its
-    # time rewriting the archive; see Campaign.maybe_snapshot)
+    # time rewriting the archive; see qdsearch.campaign.pace)
     snapshot_min_s: float = 1.0
     # freeze the long-lived heap for the collector during a campaign (qdsearch.collector)
     gc_freeze: bool = True

@@ -209,17 +209,21 @@ def run_bare(base_url: str, children: int, concurrency: int, profile: str | None
         finally:
             await client.aclose()
 
+    out = _timed_loop("bare", go, children, profile)
+    return out | {"calls": client.usage.calls, "child_calls": client.usage.calls, "failed_calls": client.usage.failed}
+
+
+def _timed_loop(kind: str, go: Any, children: int, profile: str | None) -> dict[str, Any]:
+    """Runs the loop coroutine function ``go`` and returns the figures of a loop run
+    (module docstring); the caller adds its call counts."""
     cpu0, t0 = _cpu_s(), time.perf_counter()
     _LLM_CPU[0] = 0.0
     with _profiled(profile):
         asyncio.run(go())
     wall = time.perf_counter() - t0
     return {
-        "kind": "bare",
+        "kind": kind,
         "children": children,
-        "calls": client.usage.calls,
-        "child_calls": client.usage.calls,
-        "failed_calls": client.usage.failed,
         "wall_s": wall,
         "total_s": wall,
         "children_per_s": children / wall,
@@ -270,22 +274,8 @@ def run_sdk(base_url: str, children: int, concurrency: int, profile: str | None 
         finally:
             await client.close()
 
-    cpu0, t0 = _cpu_s(), time.perf_counter()
-    with _profiled(profile):
-        asyncio.run(go())
-    wall = time.perf_counter() - t0
-    return {
-        "kind": "sdk",
-        "children": children,
-        "calls": calls[0],
-        "child_calls": calls[0],
-        "failed_calls": 0,
-        "wall_s": wall,
-        "total_s": wall,
-        "children_per_s": children / wall,
-        "cpu_s": _cpu_s() - cpu0,
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    out = _timed_loop("sdk", go, children, profile)
+    return out | {"calls": calls[0], "child_calls": calls[0], "failed_calls": 0}
 
 
 def _timers() -> None:

@@ -265,6 +265,12 @@ class BudgetConfig:
         _check(any(getattr(self, n) for n in names), key, "set at least one of " + ", ".join(names))
 
 
+def _check_nonnegative(value: object, key: str, what: str) -> None:
+    """A finite number >= 0 (not a boolean), or a ConfigError naming ``key``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+    _check(ok, key, f"must be {what}, got {_show(value)}")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     kind: str = "ray"  # a key of qdsearch.runtime.RUNTIMES
@@ -297,26 +303,14 @@ class RuntimeConfig:
         got = _show(self.schedule)
         _check(self.schedule in schedules, f"{key}.schedule", f"expected one of {list(schedules)}, got {got}")
         _check(self.generation_size >= 1, f"{key}.generation_size", f"must be >= 1, got {self.generation_size}")
-        _check(
-            isinstance(self.children_per_elite, (int, float))
-            and not isinstance(self.children_per_elite, bool)
-            and 0 <= self.children_per_elite < float("inf"),
-            f"{key}.children_per_elite",
-            f"must be a number >= 0 (0: no cap), got {_show(self.children_per_elite)}",
-        )
+        _check_nonnegative(self.children_per_elite, f"{key}.children_per_elite", "a number >= 0 (0: no cap)")
 
         _check(self.kind in RUNTIMES, f"{key}.kind", f"expected one of {sorted(RUNTIMES)}, got {_show(self.kind)}")
         _check(self.workers >= 1, f"{key}.workers", f"must be >= 1, got {self.workers}")
         _check(self.in_flight >= 1, f"{key}.in_flight", f"must be >= 1, got {self.in_flight}")
         _check(self.embed_batch >= 1, f"{key}.embed_batch", f"must be >= 1, got {self.embed_batch}")
         _check(self.snapshot_every >= 1, f"{key}.snapshot_every", f"must be >= 1, got {self.snapshot_every}")
-        _check(
-            isinstance(self.snapshot_min_s, (int, float))
-            and not isinstance(self.snapshot_min_s, bool)
-            and 0 <= self.snapshot_min_s < float("inf"),
-            f"{key}.snapshot_min_s",
-            f"must be a number of seconds >= 0, got {_show(self.snapshot_min_s)}",
-        )
+        _check_nonnegative(self.snapshot_min_s, f"{key}.snapshot_min_s", "a number of seconds >= 0")
         _check(
             self.ray_address in ("", "auto", "local") or bool(_RAY_ADDRESS.fullmatch(self.ray_address)),
             f"{key}.ray_address",

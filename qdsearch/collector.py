@@ -32,7 +32,15 @@ __all__ = ["YOUNG_THRESHOLD", "campaign_gc", "freeze_now", "freeze_worker"]
 YOUNG_THRESHOLD = 5000  # net allocations between two collections of the youngest generation
 
 _depth = [0]  # campaigns inside campaign_gc in this process
-_saved: list[tuple[int, int, int]] = []  # the thresholds before the outermost one
+_saved = [gc.get_threshold()]  # the thresholds before the outermost one
+
+
+def _freeze_and_raise() -> tuple[int, int, int]:
+    """Freezes what is alive now and raises the young threshold; returns the thresholds before."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(before[0], YOUNG_THRESHOLD), *before[1:])
+    return before
 
 
 def freeze_now() -> None:
@@ -47,9 +55,7 @@ def freeze_worker(enabled: bool = True) -> None:
     """For a process that lives for one campaign (a Ray worker actor), once it is set up:
     what is alive now is frozen for good, and the young threshold raised (module doc)."""
     if enabled and gc.isenabled():
-        gc.freeze()
-        first, *rest = gc.get_threshold()
-        gc.set_threshold(max(first, YOUNG_THRESHOLD), *rest)
+        _freeze_and_raise()
 
 
 @contextmanager
@@ -60,15 +66,14 @@ def campaign_gc(enabled: bool = True) -> Iterator[None]:
         yield
         return
     if _depth[0] == 0:
-        _saved.append(gc.get_threshold())
-        first, *rest = _saved[-1]
-        gc.set_threshold(max(first, YOUNG_THRESHOLD), *rest)
+        _saved[0] = _freeze_and_raise()
+    else:
+        gc.freeze()
     _depth[0] += 1
-    gc.freeze()
     try:
         yield
     finally:
         _depth[0] -= 1
         if _depth[0] == 0:
             gc.unfreeze()
-            gc.set_threshold(*_saved.pop())
+            gc.set_threshold(*_saved[0])

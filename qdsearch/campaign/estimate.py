@@ -236,7 +236,7 @@ def _wall(
     if not calls or n <= 0:
         return 0.0
     rt = cfg.runtime
-    per_worker = rt.workers if rt.kind == "ray" else 1
+    per_worker = rt.workers if rt.kind in ("ray", "process") else 1
     walls = []
     for key, ep in eps.items():
         mine = [c for c in calls if c.endpoint == key]

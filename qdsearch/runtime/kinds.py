@@ -10,4 +10,5 @@ __all__ = ["RUNTIMES"]
 RUNTIMES: dict[str, str] = {
     "inprocess": "qdsearch.runtime.inprocess",
     "ray": "qdsearch.runtime.ray",
+    "process": "qdsearch.runtime.procs",
 }

@@ -1,5 +1,6 @@
 """The generational schedule (issue 18): the same seed gives the same run whatever the
-latency, the number in flight, the runtime, a stop or a ``kill -9`` and resume.
+latency, the number in flight, the runtime (in-process, worker processes, Ray), a stop
+or a ``kill -9`` and resume.
 
 The endpoint is the scripted fake world (replies keyed by request content) with a
 random latency per request (a different pattern in each run), so children come back
@@ -169,6 +170,15 @@ def test_in_process_and_ray_give_the_same_run(fake_openai: Any, tmp_path: Path, 
     _, local = run_once(fake_openai, tmp_path, "local", jitter=7, in_flight=6)
     _, on_ray = run_once(fake_openai, tmp_path, "ray", jitter=8, kind="ray", workers=2, in_flight=6)
     a, b = outcome(local), outcome(on_ray)
+    assert a[0] == b[0], first_difference(a[0], b[0])
+    assert a[1] == b[1]
+
+
+@pytest.mark.timeout(300)
+def test_in_process_and_worker_processes_give_the_same_run(fake_openai: Any, tmp_path: Path) -> None:
+    _, local = run_once(fake_openai, tmp_path, "local", jitter=9, in_flight=6)
+    _, procs = run_once(fake_openai, tmp_path, "procs", jitter=10, kind="process", workers=2, in_flight=6)
+    a, b = outcome(local), outcome(procs)
     assert a[0] == b[0], first_difference(a[0], b[0])
     assert a[1] == b[1]
 

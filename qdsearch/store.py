@@ -47,7 +47,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from qdsearch.atomic import atomic_write
+from qdsearch.atomic import BackgroundSync, atomic_write
 from qdsearch.checkpoint import LogFold, closed_segments, iter_segment, segment_name, selector_for
 from qdsearch.config import CampaignConfig, load_config, to_dict
 from qdsearch.descriptors.space import TopicSpace, load_topic_space
@@ -199,6 +199,7 @@ class RunStore:
         self._lock: BinaryIO | None = None
         self._events: BinaryIO | None = None
         self._since_sync = 0
+        self._sync = BackgroundSync()  # the log's periodic fsync
         # The fold of every event logged (qdsearch.checkpoint), kept up to date by append
         # and written with each snapshot; None: no checkpoint is written (the folder was
         # opened without one, or an append failed).
@@ -268,10 +269,13 @@ class RunStore:
 
     def close(self) -> None:
         if self._events is not None:
-            self._events.flush()
-            os.fsync(self._events.fileno())
-            self._events.close()
-            self._events = None
+            try:
+                self._sync.close()
+                self._events.flush()
+                os.fsync(self._events.fileno())
+            finally:
+                self._events.close()
+                self._events = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -410,7 +414,7 @@ class RunStore:
                 self._fold = None
         self._since_sync += 1
         if self._since_sync >= 64:
-            os.fsync(f.fileno())
+            self._sync.request(f.fileno())  # on a thread: the loop does not wait for the disk
             self._since_sync = 0
 
     def repair(self) -> None:
@@ -531,6 +535,7 @@ class RunStore:
         import shutil
 
         if self._events is not None:
+            self._sync.wait()
             self._events.flush()
             os.fsync(self._events.fileno())
             self._events.close()

@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         help="answer chat calls in each run's process (engine.py --local-llm): the engine's own CPU per child",
     )
     ap.add_argument("--timers", action="store_true", help="qdsearch rows add CPU per child by function (engine.py)")
-    ap.add_argument("--kinds", default="sdk,bare,qdsearch", help="comma-separated run kinds of engine.py, in order")
+    ap.add_argument(
+        "--kinds",
+        default="sdk,bare,qdsearch",
+        help="comma-separated run kinds of engine.py, in order; qdsearch:RUNTIME:WORKERS picks the runtime "
+        "(e.g. qdsearch:process:3; plain qdsearch is the in-process runtime)",
+    )
     a = ap.parse_args(argv)
     sys.path.insert(0, str(a.trees[0].resolve()))
     from experiments.bench.run import _last_json, endpoint
@@ -50,8 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         for rep in range(a.repeats):
             for tree in a.trees if rep % 2 == 0 else a.trees[::-1]:  # no tree always first
                 root = str(tree.resolve())
-                for kind in a.kinds.split(","):
+                for spec in a.kinds.split(","):
+                    kind, *rt = spec.split(":")
                     args = [kind, "--base-url", ep.base_url, "--children", str(a.children)]
+                    args += ["--runtime", rt[0], "--workers", rt[1] if len(rt) > 1 else "2"] if rt else []
                     args += ["--concurrency", str(a.concurrency)] + (["--local-llm"] if a.local_llm else [])
                     args += ["--timers"] if a.timers and kind == "qdsearch" else []
                     res = subprocess.run(
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                     row = {
                         "tree": root,
                         "rep": rep,
-                        "kind": kind,
+                        "kind": spec,
                         "per_s": round(r["children_per_s"], 1),
                         "cpu_ms_per_child": round(1000 * r["cpu_s"] / r["children"], 3),
                         "children": r["children"],

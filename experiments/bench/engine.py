@@ -26,7 +26,11 @@ costs (operator with the child JSON schema, respond, judge with the verdict
 schema), on messages rendered once by the real operator and judge. No parsing,
 embedding, archive, or log.
 
-``--profile FILE`` writes a cProfile of the measured phase.
+``--runtime process|ray`` (qdsearch runs) puts the jobs on ``--workers`` worker
+processes or Ray actors instead of the in-process runtime: the driver keeps the
+campaign, and ``cpu_s`` is then the driver's CPU alone.
+
+``--profile FILE`` writes a cProfile of the measured phase (the driver's).
 
 ``--local-llm`` answers every chat call in this process, with the endpoint's own
 scripted answers (:func:`experiments.bench.server.responder`) parsed into the SDK's
@@ -111,8 +115,10 @@ def endpoint_dict(base_url: str, concurrency: int) -> dict[str, Any]:
     }
 
 
-def bench_config(base_url: str, out_dir: Path, children: int, concurrency: int) -> CampaignConfig:
-    """The benchmark campaign: defaults except the endpoint, budget and in-process runtime."""
+def bench_config(
+    base_url: str, out_dir: Path, children: int, concurrency: int, runtime: str = "inprocess", workers: int = 2
+) -> CampaignConfig:
+    """The benchmark campaign: defaults except the endpoint, budget and runtime (in-process unless told)."""
     seeds = out_dir / "seeds.jsonl"
     seeds.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
     return from_dict(
@@ -122,7 +128,7 @@ def bench_config(base_url: str, out_dir: Path, children: int, concurrency: int) 
             "embedding": {"backend": "endpoint", "base_url": base_url, "model": "bench-embed"},
             "seeds": {"path": str(seeds)},
             "budget": {"max_children": children},
-            "runtime": {"kind": "inprocess", "in_flight": concurrency},
+            "runtime": {"kind": runtime, "in_flight": concurrency, "workers": workers},
         }
     )
 
@@ -141,10 +147,17 @@ def _profiled(path: str | None) -> Iterator[None]:
         prof.dump_stats(path)
 
 
-def run_qdsearch(base_url: str, children: int, concurrency: int, profile: str | None = None) -> dict[str, Any]:
+def run_qdsearch(
+    base_url: str,
+    children: int,
+    concurrency: int,
+    profile: str | None = None,
+    runtime: str = "inprocess",
+    workers: int = 2,
+) -> dict[str, Any]:
     """Runs one campaign of ``children`` children; returns its figures (module docstring)."""
     with tempfile.TemporaryDirectory(prefix="qds-bench-") as tmp:
-        cfg = bench_config(base_url, Path(tmp), children, concurrency)
+        cfg = bench_config(base_url, Path(tmp), children, concurrency, runtime, workers)
         marks: dict[str, float] = {}
 
         def on_step(st: StepStats) -> None:
@@ -360,13 +373,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", default=None, help="write a cProfile of the measured run here")
     ap.add_argument("--local-llm", action="store_true", help="answer chat calls in-process (module docstring)")
     ap.add_argument("--timers", action="store_true", help="CPU per child in the engine's functions (module docstring)")
+    ap.add_argument(
+        "--runtime", default="inprocess", choices=["inprocess", "ray", "process"], help="qdsearch runs: runtime.kind"
+    )
+    ap.add_argument("--workers", type=int, default=2, help="qdsearch runs with --runtime ray or process: runtime.workers")
     a = ap.parse_args(argv)
     if a.local_llm:
         _local_llm()
     if a.timers:
         _timers()
     fn = {"qdsearch": run_qdsearch, "bare": run_bare, "sdk": run_sdk}[a.kind]
-    out = fn(a.base_url, a.children, a.concurrency, a.profile)
+    if a.kind == "qdsearch":
+        out = run_qdsearch(a.base_url, a.children, a.concurrency, a.profile, a.runtime, a.workers)
+    else:
+        out = fn(a.base_url, a.children, a.concurrency, a.profile)
     if a.local_llm:
         out["llm_cpu_s"] = _LLM_CPU[0]  # over the measured phase, like cpu_s
     if a.timers:

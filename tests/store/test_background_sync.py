@@ -52,6 +52,7 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> _Fsyncs:
 def test_an_append_does_not_wait_for_the_log_fsync(fsyncs: _Fsyncs, tmp_path: Path) -> None:
     store = RunStore.create(store_cfg(tmp_path))
     fsyncs.calls.clear()  # those of the run folder's creation
+    fsyncs.started.clear()
     fsyncs.release.clear()  # every fsync blocks until the test lets it go
     for i in range(64):
         store.append({"type": "note", "i": i})  # the 64th asks for an fsync

@@ -56,6 +56,7 @@ from qdsearch.config import CampaignConfig, EndpointConfig
 from qdsearch.domains import Domain
 from qdsearch.operators import PromptOperator
 from qdsearch.pipeline import Job
+from qdsearch.runtime import frames
 from qdsearch.runtime.errors import JobLost
 from qdsearch.types import Candidate
 
@@ -64,56 +65,11 @@ __all__ = ["RESUBMITS", "START_FAILURES", "ProcessRuntime", "WorkerStartError", 
 RESUBMITS = 2  # more tries of a job whose worker died, each on a live worker
 START_FAILURES = 3  # workers in a row that die before they are ready: the campaign stops
 _STOP_S = 10.0  # how long a worker may take to close its clients before it is terminated
-_HEAD = 8  # frame header: the length, big-endian
 _PROTO = pickle.HIGHEST_PROTOCOL
 
 
 class WorkerStartError(RuntimeError):
     """The worker processes cannot set themselves up (the cause is in the message)."""
-
-
-def _frame(data: bytes) -> bytes:
-    return len(data).to_bytes(_HEAD, "big") + data
-
-
-class _Frames(asyncio.Protocol):
-    """Splits a pipe's bytes into frames; ``on_frame(None)`` when the pipe closes."""
-
-    def __init__(self, on_frame: Callable[[bytes | None], None]) -> None:
-        self._buf = bytearray()
-        self._on_frame = on_frame
-
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        start = 0
-        while len(buf) - start >= _HEAD:
-            n = int.from_bytes(buf[start : start + _HEAD], "big")
-            if len(buf) - start - _HEAD < n:
-                break
-            frame = bytes(buf[start + _HEAD : start + _HEAD + n])
-            start += _HEAD + n
-            self._on_frame(frame)
-        if start:
-            del buf[:start]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._on_frame(None)
-
-
-async def _writer(fd: int) -> asyncio.WriteTransport:
-    """The running loop's transport over a pipe's write end (it owns the fd)."""
-    loop = asyncio.get_running_loop()
-    writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(fd, "wb", 0))
-    return writer
-
-
-async def _reader(fd: int, on_frame: Callable[[bytes | None], None]) -> asyncio.ReadTransport:
-    """The running loop's transport over a pipe's read end (it owns the fd): frames go
-    to ``on_frame`` from now on, so open the writer that answers them first."""
-    loop = asyncio.get_running_loop()
-    reader, _ = await loop.connect_read_pipe(lambda: _Frames(on_frame), os.fdopen(fd, "rb", 0))
-    return reader
 
 
 # --------------------------------------------------------------------------- the worker process
@@ -125,22 +81,6 @@ _BOOT = (
 )  # a fresh interpreter on the driver's import path: nothing of the driver's __main__ is run
 
 
-def _read_frame(fd: int) -> bytes:
-    """One frame from a blocking pipe (the set-up payload); EOFError if it closes first."""
-
-    def exactly(n: int) -> bytes:
-        parts, left = [], n
-        while left:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                raise EOFError("the driver closed the pipe")
-            parts.append(chunk)
-            left -= len(chunk)
-        return b"".join(parts)
-
-    return exactly(int.from_bytes(exactly(_HEAD), "big"))
-
-
 def _serve(read_fd: int, write_fd: int) -> None:
     """A worker process's main function (module doc, "Protocol"): the first frame it
     reads is its set-up (the pickled config, endpoint, operators and domain)."""
@@ -150,7 +90,7 @@ def _serve(read_fd: int, write_fd: int) -> None:
         from qdsearch.llm.limits import share_among
         from qdsearch.pipeline import Worker
 
-        cfg, endpoint, operators, domain, n = pickle.loads(_read_frame(read_fd))
+        cfg, endpoint, operators, domain, n = pickle.loads(frames.read_frame(read_fd))
         worker = Worker(cfg, endpoint, operators, domain)
         share_among((c.limits for c in (worker.client, worker.target, worker.grader)), n)
         freeze_worker(cfg.runtime.gc_freeze)  # this process lives for the campaign
@@ -158,10 +98,10 @@ def _serve(read_fd: int, write_fd: int) -> None:
         return
     except BaseException:
         with contextlib.suppress(OSError):
-            os.write(write_fd, _frame(pickle.dumps(("fail", traceback.format_exc()))))
+            os.write(write_fd, frames.frame(pickle.dumps(("fail", traceback.format_exc()))))
         return
     try:
-        os.write(write_fd, _frame(pickle.dumps(("ready", os.getpid()))))
+        os.write(write_fd, frames.frame(pickle.dumps(("ready", os.getpid()))))
     except OSError:  # the driver is gone
         return
     asyncio.run(_work(worker, read_fd, write_fd))
@@ -171,7 +111,7 @@ async def _work(worker: Any, read_fd: int, write_fd: int) -> None:
     loop = asyncio.get_running_loop()
     tasks: dict[int, asyncio.Task[None]] = {}
     done = asyncio.Event()
-    writer = await _writer(write_fd)
+    writer = await frames.writer(write_fd)
 
     def reply(jid: int, ok: bool, value: Any) -> None:
         try:
@@ -179,7 +119,7 @@ async def _work(worker: Any, read_fd: int, write_fd: int) -> None:
         except Exception as e:
             ok, blob = False, pickle.dumps(RuntimeError(f"the worker's result could not be pickled: {e!r}"))
         if not writer.is_closing():
-            writer.write(_frame(jid.to_bytes(8, "big") + (b"\1" if ok else b"\0") + blob))
+            writer.write(frames.frame(jid.to_bytes(8, "big") + (b"\1" if ok else b"\0") + blob))
 
     async def run(jid: int, job: Job) -> None:
         try:
@@ -204,7 +144,7 @@ async def _work(worker: Any, read_fd: int, write_fd: int) -> None:
         else:
             tasks[msg[0]] = loop.create_task(run(*msg))
 
-    reader = await _reader(read_fd, on_frame)
+    reader = await frames.reader(read_fd, on_frame)
     await done.wait()
     for task in list(tasks.values()):
         task.cancel()
@@ -256,7 +196,7 @@ class _Slot:
             os.close(result_w)
         # The set-up goes down the pipe while the worker imports (it may not fit in
         # the pipe's buffer, and the driver must not wait for the reader).
-        self._feeder = threading.Thread(target=self._feed, args=(_frame(payload),), daemon=True)
+        self._feeder = threading.Thread(target=self._feed, args=(frames.frame(payload),), daemon=True)
         self._feeder.start()
         self.pending: dict[int, _Pending] = {}
         self.ready = False  # its set-up finished
@@ -273,8 +213,8 @@ class _Slot:
         """Reads and writes its pipes on the running loop, once the set-up is sent
         (what the worker sent before waits in the pipe)."""
         await asyncio.to_thread(self._feeder.join)
-        writer = await _writer(self._jobs)
-        self._io = (await _reader(self._results, lambda f: on_frame(self, f)), writer)
+        writer = await frames.writer(self._jobs)
+        self._io = (await frames.reader(self._results, lambda f: on_frame(self, f)), writer)
 
     @property
     def usable(self) -> bool:
@@ -282,7 +222,7 @@ class _Slot:
 
     def send(self, msg: Any) -> None:
         if self._io is not None and not self._io[1].is_closing():
-            self._io[1].write(_frame(pickle.dumps(msg, protocol=_PROTO)))
+            self._io[1].write(frames.frame(pickle.dumps(msg, protocol=_PROTO)))
 
     def stop(self) -> None:
         """Blocking: waits for the worker asked to stop (terminated if it hangs)."""

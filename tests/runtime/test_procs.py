@@ -37,7 +37,8 @@ from qdsearch.descriptors.embedding import EndpointEmbedder
 from qdsearch.events import replay
 from qdsearch.pipeline import Job
 from qdsearch.runtime import make_runtime
-from qdsearch.runtime.procs import ProcessRuntime, WorkerStartError, _frame, _Frames
+from qdsearch.runtime.frames import Frames, frame
+from qdsearch.runtime.procs import ProcessRuntime, WorkerStartError
 from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
 from qdsearch.types import Sample
@@ -263,8 +264,8 @@ def test_workers_do_not_outlive_a_driver_killed_with_kill_9(tmp_path: Path) -> N
 )
 def test_frames_read_alike_however_the_bytes_are_split(frames: list[bytes], cuts: list[int]) -> None:
     got: list[bytes | None] = []
-    reader = _Frames(got.append)
-    stream = b"".join(_frame(f) for f in frames)
+    reader = Frames(got.append)
+    stream = b"".join(frame(f) for f in frames)
     bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
     for a, b in itertools.pairwise(bounds):
         reader.data_received(stream[a:b])

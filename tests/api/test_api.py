@@ -236,11 +236,13 @@ def test_every_runtime_kind_has_a_module(tmp_path: Path) -> None:
         assert from_dict(d).runtime.kind == kind
     d = _config("http://127.0.0.1:9/v1", tmp_path)
     d["runtime"] = {**d.get("runtime", {}), "kind": "threads"}
-    with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'ray'\], got 'threads'"):
+    with pytest.raises(
+        ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'process', 'ray'\], got 'threads'"
+    ):
         from_dict(d)
     cfg = from_dict(_config("http://127.0.0.1:9/v1", tmp_path))
     odd = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, kind="threads"))  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'ray'\]"):
+    with pytest.raises(ConfigError, match=r"^runtime\.kind: expected one of \['inprocess', 'process', 'ray'\]"):
         make_runtime(odd, odd.endpoint)
 
 

@@ -220,6 +220,10 @@ class _Slot:
     def usable(self) -> bool:
         return self._io is not None and not self.dead
 
+    @property
+    def usable_io(self) -> bool:
+        return self._io is not None
+
     def send(self, msg: Any) -> None:
         if self._io is not None and not self._io[1].is_closing():
             self._io[1].write(frames.frame(pickle.dumps(msg, protocol=_PROTO)))
@@ -242,6 +246,7 @@ class _Slot:
             for t in self._io:
                 t.close()
         else:
+            self._feeder.join()  # the worker read its set-up, or died (then the write failed)
             for fd in (self._jobs, self._results):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -432,7 +437,11 @@ class ProcessRuntime:
         for slot in slots:
             slot.dead = True
             slot.pending.clear()
-            slot.send(None)
+            if slot.usable_io:
+                slot.send(None)
+            else:  # never opened (no job was sent to it): nothing to finish
+                with contextlib.suppress(OSError):
+                    slot.proc.terminate()
         await asyncio.gather(*(asyncio.to_thread(s.stop) for s in slots))
         for slot in slots:
             slot.close_io()

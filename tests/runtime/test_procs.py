@@ -257,6 +257,21 @@ def test_workers_do_not_outlive_a_driver_killed_with_kill_9(tmp_path: Path) -> N
             driver.kill()
 
 
+@pytest.mark.timeout(120)
+def test_a_runtime_closed_before_any_job_stops_its_workers_at_once(tmp_path: Path) -> None:
+    """No job was sent, so there is nothing to finish: the workers are stopped, not
+    waited on for the stop timeout."""
+    from qdsearch.runtime import procs
+
+    cfg = _process_cfg("http://127.0.0.1:9/v1", tmp_path)
+    runtime = make_runtime(cfg, cfg.endpoint)
+    pids = runtime.worker_pids()  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    asyncio.run(runtime.close())
+    assert time.monotonic() - t0 < procs._STOP_S
+    assert _wait_gone(pids, 5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     frames=st.lists(st.binary(max_size=300), max_size=8),

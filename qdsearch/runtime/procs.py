@@ -9,6 +9,8 @@ pace to ``1 / workers`` of each endpoint's ``rpm`` and ``tpm``, as Ray actors do
 driver keeps the campaign (archive, descriptors, event log, snapshots); a worker makes
 a child's calls and screens, parses and judges its texts.
 
+POSIX only (pipes passed to the child by descriptor, the loop's pipe transports).
+
 Why it exists beside Ray: on one machine a Ray actor call costs more CPU than a
 child's own pipeline work at low endpoint latency (``experiments/results/bench.md``),
 so against a fast local endpoint the Ray runtime is slower than the in-process one,
@@ -183,7 +185,7 @@ class _Slot:
         self._results, result_w = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, json.dumps(sys.path), str(job_r), str(result_w)],
+                [sys.executable, "-c", _BOOT, json.dumps([str(p) for p in sys.path]), str(job_r), str(result_w)],
                 pass_fds=(job_r, result_w),
                 stdin=subprocess.DEVNULL,
             )

@@ -167,6 +167,8 @@ def _execute(store: Any, plan: Any, *, ray_address: str | None, quiet: bool, res
             if cfg.runtime.kind == "ray":
                 progress.set_phase("starting Ray workers")
                 route_ray_logging()  # Ray's own warnings go to the log file, not into the line
+            elif cfg.runtime.kind == "process":
+                progress.set_phase("starting worker processes")
             campaign = session.start()
             campaign.runtime = SeedWatch(campaign.runtime, progress.seed_done)
             if campaign.archive is None:

@@ -243,10 +243,17 @@ class _Slot:
                 continue
 
     def close_io(self) -> None:
-        """Closes its pipe ends (the transports own them once open)."""
+        """Closes its pipe ends (the transports own them once open). From another event
+        loop than the one they were opened on (a CLI closes the runtime after its run's
+        loop has ended), the pipes are closed directly: the worker reads EOF and stops."""
         if self._io is not None:
             for t in self._io:
-                t.close()
+                try:
+                    t.close()
+                except RuntimeError:  # its loop is closed
+                    pipe = t.get_extra_info("pipe")
+                    with contextlib.suppress(OSError, AttributeError):
+                        pipe.close()
         else:
             self._feeder.join()  # the worker read its set-up, or died (then the write failed)
             for fd in (self._jobs, self._results):
@@ -285,6 +292,7 @@ class ProcessRuntime:
         self._start_deaths = 0  # workers in a row that died before they were ready
         self._error: WorkerStartError | None = None
         self._opened = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the workers' pipes are read on
         self.replaced = 0
         self._slots: list[_Slot] = []
         try:
@@ -418,6 +426,7 @@ class ProcessRuntime:
         """
         if not self._opened:
             self._opened = True
+            self._loop = asyncio.get_running_loop()
             for slot in self._slots:
                 self._open(slot)
         p = _Pending(asyncio.get_running_loop().create_future(), job)
@@ -429,18 +438,24 @@ class ProcessRuntime:
         return [s.proc.pid for s in self._slots]
 
     async def close(self) -> None:
-        """Stops the workers (each closes its clients first) and waits for them."""
+        """Stops the workers (each closes its clients first) and waits for them; also
+        from another event loop than the one the jobs ran on."""
         slots, self._slots = self._slots, []
+        same_loop = self._loop is asyncio.get_running_loop()
         for task in list(self._opening):
-            task.cancel()
+            if not task.get_loop().is_closed():
+                task.cancel()
         for p in [*self._waiting, *(p for s in slots for p in s.pending.values())]:
-            p.fut.cancel()
+            if not p.fut.get_loop().is_closed():
+                p.fut.cancel()
         self._waiting.clear()
         for slot in slots:
             slot.dead = True
             slot.pending.clear()
-            if slot.usable_io:
+            if slot.usable_io and same_loop:
                 slot.send(None)
+            elif slot.usable_io:  # its loop is gone: EOF on its job pipe stops it
+                slot.close_io()
             else:  # never opened (no job was sent to it): nothing to finish
                 with contextlib.suppress(OSError):
                     slot.proc.terminate()

@@ -43,7 +43,7 @@ from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
 from qdsearch.types import Sample
 from tests.fakes.world import world
-from tests.helpers import config_dict
+from tests.helpers import child_lines, config_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -255,6 +255,83 @@ def test_workers_do_not_outlive_a_driver_killed_with_kill_9(tmp_path: Path) -> N
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+@pytest.mark.slow  # about 20 s
+@pytest.mark.timeout(300)
+def test_the_cli_runs_kill_9_and_resumes_a_campaign_on_worker_processes(fake_openai: Any, tmp_path: Path) -> None:
+    """End to end through ``qdsearch run`` and ``resume``: the workers get the key from
+    the environment (it reaches the endpoint and is written nowhere), a ``kill -9`` of
+    the driver mid-run leaves no worker behind, and the resumed run completes the budget
+    with no child logged twice."""
+    from qdsearch.store import dumps_toml
+
+    fake = fake_openai(world, latency_s=0.03)
+    canary = "sk-canary-" + "5" * 24
+    d = config_dict(
+        fake.base_url,
+        tmp_path,
+        budget={"max_children": 40},
+        runtime={"kind": "process", "workers": 2, "in_flight": 4, "embed_batch": 2},
+    )
+    d["endpoint"]["api_key_env"] = "QDS_TEST_PROCS_KEY"
+    d["run"]["name"] = "procs"
+    cfg_path = tmp_path / "cfg.toml"
+    cfg_path.write_text(dumps_toml(d))
+    env = dict(os.environ, QDS_TEST_PROCS_KEY=canary)
+    run_dir = tmp_path / "archives" / "procs"
+    cmd = [sys.executable, "-m", "qdsearch.cli"]
+    proc = subprocess.Popen([*cmd, "run", str(cfg_path), "--quiet"], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while child_lines(run_dir / "events.jsonl") < 10 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    workers = _worker_pids(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _wait_gone(workers, 60), f"workers {workers} outlived their driver"
+
+    res = subprocess.run([*cmd, "resume", str(run_dir), "--quiet"], env=env, capture_output=True, timeout=240)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines() if x.strip()]
+    ids = [e["id"] for e in events if e.get("type") in ("seed", "child")]
+    assert len(ids) == len(set(ids)), "a child was logged twice"
+    assert sum(e.get("type") == "child" for e in events) == 40
+    assert any(canary in h for h in fake.auth_headers)  # the workers used the key...
+    for f in run_dir.rglob("*"):  # ...and wrote it nowhere
+        if f.is_file():
+            assert canary.encode() not in f.read_bytes(), f
+
+
+def _worker_pids(driver: int) -> list[int]:
+    """The worker processes of a driver: its children running the process runtime's boot line."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmdline = Path(f"/proc/{d}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == driver and b"qdsearch.runtime.procs" in cmdline:
+            out.append(int(d))
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_runtime_closed_from_another_event_loop_stops_its_workers(fake_openai: Any, tmp_path: Path) -> None:
+    """The CLI runs the campaign in one ``asyncio.run`` and closes the runtime in another."""
+    fake = fake_openai(world)
+    cfg = _process_cfg(fake.base_url, tmp_path)
+    runtime = make_runtime(cfg, cfg.endpoint)
+    pids = runtime.worker_pids()  # type: ignore[attr-defined]
+    parent = Sample(id="s0", instruction="Explain how tides are caused by the moon.")
+    cand = asyncio.run(runtime.submit(Job("c0000001", "deepen", parent)))
+    assert cand.sample.id == "c0000001"
+    asyncio.run(runtime.close())  # a new loop: the first one is closed
+    assert _wait_gone(pids, 30)
 
 
 @pytest.mark.timeout(120)

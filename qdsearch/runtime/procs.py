@@ -291,8 +291,9 @@ class ProcessRuntime:
         self._opening: set[asyncio.Task[None]] = set()
         self._start_deaths = 0  # workers in a row that died before they were ready
         self._error: WorkerStartError | None = None
-        self._opened = False
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the workers' pipes are read on
+        self._loop: asyncio.AbstractEventLoop | None = (
+            None  # the loop the workers' pipes are read on (from the first job)
+        )
         self.replaced = 0
         self._slots: list[_Slot] = []
         try:
@@ -424,8 +425,7 @@ class ProcessRuntime:
             WorkerStartError: the worker processes cannot set themselves up.
             Exception: what the job itself raised (a worker bug), as in the other runtimes.
         """
-        if not self._opened:
-            self._opened = True
+        if self._loop is None:
             self._loop = asyncio.get_running_loop()
             for slot in self._slots:
                 self._open(slot)

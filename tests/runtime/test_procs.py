@@ -43,7 +43,7 @@ from qdsearch.seeds import load_seeds
 from qdsearch.store import RunStore
 from qdsearch.types import Sample
 from tests.fakes.world import world
-from tests.helpers import child_lines, config_dict
+from tests.helpers import child_lines, config_dict, drive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,14 +81,7 @@ def test_a_campaign_on_worker_processes_logs_what_it_adds(fake_openai: Any, tmp_
     pids = runtime.worker_pids()
     assert len(set(pids)) == 2 and os.getpid() not in pids
     campaign = Campaign(cfg, load_seeds(cfg.seeds.path), runtime, EndpointEmbedder(cfg.embedding), store)
-
-    async def go() -> None:
-        try:
-            await campaign.run()
-        finally:
-            await runtime.close()
-
-    asyncio.run(go())
+    drive(campaign, runtime)
     events = list(store.events())
     store.close()
     children = [e for e in events if e.get("type") == "child"]
